@@ -1,0 +1,85 @@
+"""One logger, several sinks: TensorBoard scalars and the console (a bar or plain lines).
+
+Algorithms never log; they return metrics dicts keyed by TensorBoard tag (`losses/policy_loss`),
+and the runner hands them here with the environment step as the x-axis.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+from tqdm import tqdm
+
+log = logging.getLogger("rlrun")
+
+EVAL_TAG = "eval/episodic_return"
+
+
+def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The run's settings as flat `key: scalar` pairs for TensorBoard's HParams tab."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            key = prefix[:-1]
+            out[key] = node if isinstance(node, (int, float, str, bool)) else str(node)
+
+    container = OmegaConf.to_container(cfg, resolve=True)
+    for group in ("env", "algo"):
+        walk(container.get(group, {}), f"{group}.")
+    for key in ("seed", "total_timesteps"):
+        out[key] = container[key]
+    return out
+
+
+class Logger:
+    def __init__(self, run_dir: Path, cfg: DictConfig, start_step: int = 0):
+        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=start_step or None)
+        self.total = int(cfg.total_timesteps)
+        self.every_s = float(cfg.log.every_s)
+        mode = cfg.log.progress
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "lines"
+        self.mode = mode
+        self.bar = tqdm(total=self.total, initial=start_step, unit="step", dynamic_ncols=True) if mode == "bar" else None
+        self.latest: dict[str, float] = {}
+        self.last_line = time.perf_counter()
+        if start_step == 0:
+            self.writer.add_text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=True) + "\n```", 0)
+            for summary in hparams(flat_hparams(cfg), {EVAL_TAG: float("nan")}):
+                self.writer.file_writer.add_summary(summary)
+
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value, step)
+        self.latest.update(metrics)
+
+    def progress(self, step: int) -> None:
+        """Move the bar, or print a plain line every `log.every_s` seconds."""
+        shown = {
+            "return": self.latest.get("charts/episodic_return"),
+            "eval": self.latest.get(EVAL_TAG),
+            "steps/s": self.latest.get("charts/SPS"),
+        }
+        shown = {k: f"{v:.4g}" for k, v in shown.items() if v is not None}
+        if self.bar is not None:
+            self.bar.update(step - self.bar.n)
+            self.bar.set_postfix(shown, refresh=False)
+        elif self.mode == "lines" and time.perf_counter() - self.last_line >= self.every_s:
+            self.last_line = time.perf_counter()
+            log.info("step %d/%d | %s", step, self.total, " | ".join(f"{k} {v}" for k, v in shown.items()))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.writer.close()
