@@ -63,3 +63,20 @@ def save_checkpoint(run_dir: Path, step: int, state: dict, keep: int) -> Path:
 def latest_checkpoint(run_dir: Path) -> Path | None:
     found = sorted((run_dir / CHECKPOINT_DIR).glob("step_*.pt"))
     return found[-1] if found else None
+
+
+def load_policy(run_dir: str | Path, device: str = "cpu"):
+    """The trained deterministic policy of a finished run: a function from a batch of
+    observations (numpy) to a batch of actions (numpy)."""
+    from omegaconf import OmegaConf
+
+    from rlrun import runner
+
+    run_dir = Path(run_dir)
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    cfg.device = device
+    algo = runner.build(cfg)
+    networks = algo.networks()
+    for name, state in safe_load(run_dir / MODEL_FILE, device).items():
+        networks[name].load_state_dict(state)
+    return algo.act

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
@@ -59,10 +60,14 @@ class Logger:
             for summary in hparams(flat_hparams(cfg), {EVAL_TAG: float("nan")}):
                 self.writer.file_writer.add_summary(summary)
 
-    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+    def log(self, step: int, metrics: Mapping[str, Any]) -> None:
+        """Scalars as scalars; an [H, W, 3] uint8 array as an image."""
         for tag, value in metrics.items():
-            self.writer.add_scalar(tag, value, step)
-        self.latest.update(metrics)
+            if isinstance(value, np.ndarray) and value.ndim == 3:
+                self.writer.add_image(tag, value, step, dataformats="HWC")
+            else:
+                self.writer.add_scalar(tag, value, step)
+                self.latest[tag] = float(value)
 
     def progress(self, step: int) -> None:
         """Move the bar, or print a plain line every `log.every_s` seconds."""

@@ -55,20 +55,20 @@ class Evaluator:
         return sample_trajectories(self.env, act, self.seed).episode_returns
 
 
-def build(cfg: DictConfig):
+def build(cfg: DictConfig, run_dir: Path | None = None):
     """Validate the config and build the algorithm; raises ConfigError on any bad value."""
     config.check(cfg, config.RULES)
     algo_cls = algos.get(cfg.algo.name)
     config.check(cfg, algo_cls.RULES, prefix="algo.")
     seed_everything(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    ctx = algos.Context(env_cfg=cfg.env, seed=cfg.seed, device=pick_device(cfg.device))
+    ctx = algos.Context(env_cfg=cfg.env, seed=cfg.seed, device=pick_device(cfg.device), run_dir=run_dir)
     return algo_cls(cfg.algo, ctx)
 
 
 def train(cfg: DictConfig, run_dir: Path) -> float:
     """Train, evaluate and save; return the final mean evaluation return."""
-    algo = build(cfg)
+    algo = build(cfg, run_dir)
     evaluate = Evaluator(cfg.env, cfg.eval.episodes, cfg.seed)
     logger = Logger(run_dir, cfg)
     step, train_seconds = 0, 0.0

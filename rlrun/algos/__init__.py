@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -41,11 +42,12 @@ def get(name: str) -> type:
 
 @dataclass
 class Context:
-    """What an algorithm gets from the runner: env construction, seed, device."""
+    """What an algorithm gets from the runner: env construction, seed, device, run directory."""
 
     env_cfg: DictConfig
     seed: int
     device: torch.device
+    run_dir: Path | None = None  # where artefacts beyond metrics go (arrays, pictures)
 
     def make_vec_env(self, num_envs: int) -> gym.vector.VectorEnv:
         return envs.make_vec_env(self.env_cfg, num_envs)
