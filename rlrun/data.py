@@ -86,3 +86,103 @@ def discounted_returns(
         future = rewards[t] + gamma * future
         returns[t] = future
     return returns
+
+
+@dataclass
+class Rollout:
+    """T steps of N sub-envs side by side, time-major; episodes run on from one rollout to the next.
+
+    `obs` has T + 1 rows: obs[t + 1] is the observation after step t. Where step t ended an
+    episode it is that episode's final observation (gymnasium's NEXT_STEP autoreset), so V(obs[t + 1])
+    is what a time-limit cut bootstraps from. The step after an episode's end is the env's reset:
+    its `valid` is false, its reward 0, and it is no transition.
+    """
+
+    obs: np.ndarray  # [T + 1, N, *obs_shape]
+    actions: np.ndarray  # [T, N, *action_shape] as the policy sampled them (before clipping to bounds)
+    rewards: np.ndarray  # [T, N] float32
+    terminated: np.ndarray  # [T, N] bool: step t reached a terminal state
+    truncated: np.ndarray  # [T, N] bool: a time limit cut the episode at step t (and it did not terminate)
+    valid: np.ndarray  # [T, N] bool: false on reset steps
+    episode_returns: np.ndarray  # returns of the episodes that ended during this rollout
+    episode_lengths: np.ndarray  # their lengths
+
+    @property
+    def steps(self) -> int:
+        return int(self.valid.sum())
+
+
+class RolloutCollector:
+    """Steps a vector env (NEXT_STEP autoreset) T steps at a time, carrying episodes across calls."""
+
+    def __init__(self, env: gym.vector.VectorEnv, seed: int):
+        self.env = env
+        self.obs, _ = env.reset(seed=seed)
+        self.resetting = np.zeros(env.num_envs, dtype=bool)  # sub-envs whose next step is a reset
+        self.episode_return = np.zeros(env.num_envs)
+        self.episode_length = np.zeros(env.num_envs, dtype=np.int64)
+
+    def collect(self, sample: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], T: int) -> Rollout:
+        """`sample(obs)` returns (actions to store, actions for the env) for a batch of observations."""
+        n = self.env.num_envs
+        obs = np.empty((T + 1, *self.obs.shape), dtype=self.obs.dtype)
+        rewards = np.zeros((T, n), dtype=np.float32)
+        terminated, truncated, valid = (np.zeros((T, n), dtype=bool) for _ in range(3))
+        actions, finished_returns, finished_lengths = [], [], []
+        for t in range(T):
+            obs[t] = self.obs
+            stored, for_env = sample(self.obs)
+            actions.append(stored)
+            valid[t] = ~self.resetting
+            self.obs, reward, term, trunc, _ = self.env.step(for_env)
+            rewards[t] = np.where(valid[t], reward, 0.0)
+            terminated[t] = term & valid[t]
+            truncated[t] = trunc & valid[t] & ~term
+            self.episode_return += rewards[t]
+            self.episode_length += valid[t]
+            ended = terminated[t] | truncated[t]
+            if ended.any():
+                finished_returns.append(self.episode_return[ended])
+                finished_lengths.append(self.episode_length[ended])
+                self.episode_return[ended] = 0.0
+                self.episode_length[ended] = 0
+            self.resetting = ended
+        obs[T] = self.obs
+        empty = np.zeros(0)
+        return Rollout(
+            obs=obs,
+            actions=np.stack(actions),
+            rewards=rewards,
+            terminated=terminated,
+            truncated=truncated,
+            valid=valid,
+            episode_returns=np.concatenate(finished_returns) if finished_returns else empty,
+            episode_lengths=np.concatenate(finished_lengths) if finished_lengths else empty,
+        )
+
+
+def gae(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    terminated: np.ndarray,
+    truncated: np.ndarray,
+    valid: np.ndarray,
+    gamma: float,
+    lam: float,
+) -> np.ndarray:
+    """GAE(lambda) advantages over a rollout's [T, N] arrays; `values` [T + 1, N] is V(obs).
+
+    delta_t = r_t + gamma V(s_{t+1}) - V(s_t), with V(s_{t+1}) = 0 after a terminal step;
+    A_t = delta_t + gamma lambda A_{t+1} within an episode. A time-limit cut keeps its bootstrap
+    V(s_{t+1}) (its final observation) but ends the sum; the rollout's last step bootstraps from
+    V(obs[T]). Reset steps get 0. lambda = 1 gives the n-step returns of `discounted_returns`
+    minus V(s_t); lambda = 0 the one-step TD error.
+    """
+    advantages = np.zeros(rewards.shape, dtype=np.float32)
+    next_advantage = np.zeros(rewards.shape[1:], dtype=np.float32)
+    for t in reversed(range(len(rewards))):
+        delta = rewards[t] + gamma * values[t + 1] * ~terminated[t] - values[t]
+        next_advantage = delta + gamma * lam * next_advantage * ~(terminated[t] | truncated[t])
+        next_advantage = np.where(valid[t], next_advantage, 0.0).astype(np.float32)
+        advantages[t] = next_advantage
+    return advantages

@@ -77,6 +77,66 @@ class ValueFunction(nn.Module):
         return self.body(self.encode(obs)).squeeze(-1)
 
 
+def _trunk(in_dim: int, hidden_sizes: Sequence[int], activation: str) -> tuple[nn.Sequential, int]:
+    """Hidden layers only (no output layer), orthogonally initialised; returns (layers, out width)."""
+    layers: list[nn.Module] = []
+    for width in hidden_sizes:
+        layers += [_orthogonal(nn.Linear(in_dim, width), np.sqrt(2)), ACTIVATIONS[activation]()]
+        in_dim = width
+    return nn.Sequential(*layers), in_dim
+
+
+def _orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class ActorCritic(nn.Module):
+    """pi_theta(a|s) and V_phi(s): two networks, or one shared body with two heads (`shared`).
+
+    Orthogonal initialisation with a small policy head starts the policy near uniform and keeps
+    early policy-gradient steps small, which on-policy methods are sensitive to. Categorical or
+    diagonal Gaussian (state-independent log std) policy, as `Policy`.
+    """
+
+    def __init__(self, obs_space, action_space, hidden_sizes, activation="tanh", log_std_init=0.0, shared=False):
+        super().__init__()
+        self.encode = ObsEncoder(obs_space)
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        self.shared = shared
+        out = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))
+        self.actor_body, width = _trunk(self.encode.dim, hidden_sizes, activation)
+        self.critic_body = self.actor_body if shared else _trunk(self.encode.dim, hidden_sizes, activation)[0]
+        self.actor_head = _orthogonal(nn.Linear(width, out), 0.01)
+        self.critic_head = _orthogonal(nn.Linear(width, 1), 1.0)
+        if not self.discrete:
+            self.log_std = nn.Parameter(torch.full((out,), float(log_std_init)))
+
+    def _distribution(self, out: torch.Tensor) -> Distribution:
+        if self.discrete:
+            return Categorical(logits=out, validate_args=False)
+        return Independent(Normal(out, self.log_std.exp(), validate_args=False), 1, validate_args=False)
+
+    def forward(self, obs: torch.Tensor) -> tuple[Distribution, torch.Tensor]:
+        """(pi(.|s), V(s)) for a batch of observations of any batch shape."""
+        x = self.encode(obs)
+        actor_features = self.actor_body(x)
+        critic_features = actor_features if self.shared else self.critic_body(x)
+        return self._distribution(self.actor_head(actor_features)), self.critic_head(critic_features).squeeze(-1)
+
+    def distribution(self, obs: torch.Tensor) -> Distribution:
+        return self._distribution(self.actor_head(self.actor_body(self.encode(obs))))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic_head(self.critic_body(self.encode(obs))).squeeze(-1)
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        """The argmax action (discrete) or the mean action (continuous)."""
+        out = self.actor_head(self.actor_body(self.encode(obs)))
+        return out.argmax(-1) if self.discrete else out
+
+
 class ActionAdapter:
     """Turns a batch of policy actions (torch) into what the env takes (numpy, clipped to Box bounds)."""
 

@@ -1,0 +1,119 @@
+"""The `rlrun` command end to end: a run's artefacts and event file, determinism, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from rlrun import runner
+from rlrun.config import ConfigError
+from tests.conftest import TINY, make_config, read_scalars, run_cli
+
+EXPECTED_TAGS = {
+    "charts/episodic_return",
+    "charts/episodic_length",
+    "charts/SPS",
+    "eval/episodic_return",
+    "losses/policy_loss",
+    "losses/entropy",
+    "losses/value_loss",
+}
+
+
+def only_run_dir(cwd: Path) -> Path:
+    runs = list((cwd / "outputs").glob("*/*"))
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_cli_run_writes_a_complete_run_with_the_expected_tags(tmp_cwd):
+    run_cli("algo=reinforce", "env=cartpole", "algo.baseline=value", *TINY, cwd=tmp_cwd)
+    run_dir = only_run_dir(tmp_cwd)
+    assert run_dir.name.endswith("_reinforce_cartpole")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["env_steps"] >= 600 and math.isfinite(summary["eval_return_mean"])
+    assert (run_dir / "model.pt").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
+    scalars = read_scalars(run_dir)
+    assert EXPECTED_TAGS <= set(scalars)
+    for tag in EXPECTED_TAGS:
+        assert scalars[tag] and all(math.isfinite(v) for _, v in scalars[tag]), tag
+    steps = [s for s, _ in scalars["charts/episodic_return"]]
+    assert steps == sorted(steps) and steps[-1] == summary["env_steps"]  # x-axis: env steps
+
+
+def test_continuous_actions_train_and_evaluate_with_the_mean_action(tmp_path):
+    cfg = make_config("env=pendulum", "total_timesteps=800", "eval.episodes=2", "log.progress=none")
+    final = runner.train(cfg, tmp_path)
+    scalars = read_scalars(tmp_path)
+    assert scalars["eval/episodic_return"][-1][1] == pytest.approx(final)
+    assert -2000 < final < 0  # Pendulum pays between about -16.3 and 0 per step, 200 steps
+
+
+def scalars_of(seed: int, out: Path) -> dict:
+    cfg = make_config(f"seed={seed}", "total_timesteps=1500", "eval.every=500", "eval.episodes=2", "log.progress=none")
+    runner.train(cfg, out)
+    scalars = read_scalars(out)
+    scalars.pop("charts/SPS")  # wall-clock, the one scalar that is not a function of the seed
+    return scalars
+
+
+def test_same_seed_gives_identical_scalars_and_another_seed_does_not(tmp_path):
+    first = scalars_of(0, tmp_path / "a")
+    assert first == scalars_of(0, tmp_path / "b")
+    assert first != scalars_of(1, tmp_path / "c")
+
+
+BAD_INPUTS = [
+    ("algo.gamma=1.5", "algo.gamma=1.5", "a number in [0, 1]"),
+    ("algo.gamma=-0.1", "algo.gamma=-0.1", "a number in [0, 1]"),
+    ("algo.N=0", "algo.N=0", "an integer >= 1"),
+    ("algo.N=abc", "algo.N='abc'", "an integer >= 1"),
+    ("algo.lr=-0.001", "algo.lr=-0.001", "a number > 0"),
+    ("algo.baseline=median", "algo.baseline='median'", "one of none, mean, value"),
+    ("total_timesteps=0", "total_timesteps=0", "an integer >= 1"),
+    ("eval.episodes=0", "eval.episodes=0", "an integer >= 1"),
+    ("device=tpu", "device='tpu'", "one of auto, cpu, cuda"),
+    ("env=gym env.id=NoSuchEnv-v0", "env.id='NoSuchEnv-v0'", "a registered gymnasium id"),
+    ("env=gym", "env.id='???'", "a registered gymnasium id"),
+]
+
+
+@pytest.mark.parametrize("override,shown,allowed", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_value_is_refused_naming_key_value_and_what_is_allowed(override, shown, allowed):
+    with pytest.raises(ConfigError) as err:
+        runner.build(make_config(*override.split()))
+    assert str(err.value).startswith(f"{shown} is not allowed: {allowed}")
+
+
+@pytest.mark.parametrize("override", ["algo.gamma=1.5", "algo.N=abc", "env=gym env.id=NoSuchEnv-v0"])
+def test_cli_bad_input_exits_2_with_one_line_and_leaves_no_run(tmp_cwd, override):
+    proc = run_cli(*override.split(), cwd=tmp_cwd, check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rlrun: error: ") and "Traceback" not in proc.stderr
+    assert not list((tmp_cwd / "outputs").glob("*/*"))
+
+
+def test_unknown_algorithm_lists_the_choices(tmp_cwd):
+    proc = run_cli("algo=nope", cwd=tmp_cwd, check=False)
+    assert proc.returncode != 0 and "Available options in 'algo'" in proc.stderr and "reinforce" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_help_lists_the_config_groups(tmp_cwd):
+    out = run_cli("--help", cwd=tmp_cwd).stdout
+    assert re.search(r"^algo: .*reinforce", out, re.M) and re.search(r"^env: .*cartpole", out, re.M)
+    assert "total_timesteps" in out
+
+
+def test_user_config_dir_adds_options_to_the_groups(tmp_cwd):
+    (tmp_cwd / "mine" / "env").mkdir(parents=True)
+    (tmp_cwd / "mine" / "env" / "short_pole.yaml").write_text(
+        "name: short_pole  # run-directory name\nid: CartPole-v1  # gymnasium id\nmax_episode_steps: 50  # time limit\n"
+    )
+    out = run_cli("--config-dir", "mine", "env=short_pole", "--cfg", "job", cwd=tmp_cwd).stdout
+    assert "max_episode_steps: 50" in out and "name: short_pole" in out

@@ -1,0 +1,76 @@
+"""Every config combination composes, and every key is documented and validated."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from rlrun import algos, config
+from rlrun.cli import config_dir
+from tests.conftest import make_config
+
+CONFIGS = Path(config_dir())
+ENVS = sorted(p.stem for p in (CONFIGS / "env").glob("*.yaml"))
+ALGOS = sorted(p.stem for p in (CONFIGS / "algo").glob("*.yaml"))
+ENV_OVERRIDES = {"gym": ["env.id=CartPole-v1"]}
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("env", ENVS)
+def test_every_env_algo_pair_composes_and_resolves(env, algo):
+    cfg = make_config(f"env={env}", f"algo={algo}", *ENV_OVERRIDES.get(env, []))
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    assert container["algo"]["name"] == algo
+    assert container["env"]["name"]
+
+
+def test_required_groups_are_present():
+    assert {"cartpole", "acrobot", "mountaincar", "pendulum", "mountaincar_continuous", "frozenlake", "gym"} <= set(
+        ENVS
+    )
+    assert "reinforce" in ALGOS
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_every_algo_key_has_a_rule_and_every_rule_a_key(algo):
+    cfg = make_config(f"algo={algo}")
+    keys = {k for k in cfg.algo if k != "name"}
+    assert keys == set(algos.get(algo).RULES), "algo yaml keys and the module's RULES differ"
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_defaults_pass_validation(algo):
+    cfg = make_config(f"algo={algo}")
+    config.check(cfg, config.RULES)
+    config.check(cfg, algos.get(algo).RULES, prefix="algo.")
+
+
+def test_every_top_level_key_has_a_rule():
+    cfg = make_config()
+    leaves = set()
+    for key in cfg:
+        if key in ("env", "algo", "hydra"):
+            continue
+        node = cfg[key]
+        leaves |= {f"{key}.{sub}" for sub in node} if OmegaConf.is_dict(node) else {key}
+    assert leaves == set(config.RULES)
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_every_yaml_key_has_a_comment(path):
+    """One comment line per key: on the key's line, or on the line right above it."""
+    lines = path.read_text().splitlines()
+    in_block = False
+    for i, line in enumerate(lines):
+        if re.match(r"^(hydra|defaults):", line):
+            in_block = True  # Hydra's own settings and the defaults list follow Hydra's docs
+            continue
+        if in_block and (line.startswith(" ") or line.startswith("-") or not line.strip()):
+            continue
+        in_block = False
+        if re.match(r"^\s*[A-Za-z_][\w.]*\s*:", line) and not line.lstrip().startswith("#"):
+            above = lines[i - 1].strip() if i else ""
+            assert "#" in line or above.startswith("#"), f"{path.name}:{i + 1} has no comment: {line!r}"
