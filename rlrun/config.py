@@ -104,11 +104,15 @@ def layers() -> Rule:
 # Top-level keys. `env` is checked by building it (rlrun.envs); `algo` by its module's RULES.
 RULES: dict[str, Rule] = {
     "seed": integer(0),
+    "seeds": integer(1),
     "device": choice("auto", "cpu", "cuda"),
     "threads": integer(1),
     "total_timesteps": integer(1),
+    "resume": optional(text()),
     "eval.every": integer(0),
     "eval.episodes": integer(1),
+    "eval.video": flag(),
+    "eval.video_every": integer(0),
     "log.progress": choice("auto", "bar", "lines", "none"),
     "log.every_s": number(0, low_open=True),
     "checkpoint.every": integer(0),
