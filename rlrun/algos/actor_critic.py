@@ -1,0 +1,212 @@
+"""Actor-critic: the lecture's online box, and its batched synchronous form over N envs.
+
+online (algo.online=true), the lecture's box exactly, on one env:
+    1. take action a ~ pi_theta(a|s), get (s, a, s', r)
+    2. update V_phi toward the target r + gamma V_phi(s')
+    3. evaluate A(s, a) = r + gamma V_phi(s') - V_phi(s)
+    4. grad J(theta) ~ grad log pi_theta(a|s) A(s, a)
+    5. theta <- theta + alpha grad J(theta)
+
+batched (the default): the same steps for T steps of N envs at once, the target and A by
+n-step returns r_t + ... + gamma^(T-t) V_phi(s_T) or by GAE(lambda), plus an entropy bonus, and
+steps 2 and 5 taken as one gradient step on the sum of both losses.
+
+A terminal state is worth 0; a time-limit cut bootstraps from V_phi of its final observation.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlrun import envs
+from rlrun.algos import Context
+from rlrun.config import choice, flag, integer, layers, number, optional
+from rlrun.data import RolloutCollector, discounted_returns, gae
+from rlrun.nets import ActorCritic as ActorCriticNet
+
+RULES = {
+    "online": flag(),
+    "N": integer(1),
+    "T": integer(1),
+    "gamma": number(0, 1),
+    "advantage": choice("nstep", "gae"),
+    "gae_lambda": number(0, 1),
+    "normalize_advantages": flag(),
+    "value_coef": number(0),
+    "entropy_coef": number(0),
+    "lr": number(0, low_open=True),
+    "max_grad_norm": optional(number(0, low_open=True)),
+    "shared": flag(),
+    "hidden_sizes": layers(),
+    "activation": choice("tanh", "relu"),
+    "log_std_init": number(-20, 2),
+}
+
+
+def masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean over the valid entries, without a host round trip (no boolean indexing)."""
+    return (x * valid).sum() / valid.sum().clamp(min=1)
+
+
+def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
+    """1 - Var(target - predicted) / Var(target): 1 is a perfect critic, <= 0 no better than a constant."""
+    var = target.var()
+    return float("nan") if var == 0 else (1 - (target - predicted).var() / var).item()
+
+
+class OnPolicy:
+    """What actor-critic and PPO share: the networks, one optimiser, the rollout collector, sampling.
+
+    Each algorithm's `iterate()` is its own box; this holds only the plumbing around it.
+    """
+
+    RULES: dict = {}
+
+    def __init__(self, cfg, ctx: Context, name: str, num_envs: int):
+        obs_space, action_space = ctx.spaces
+        envs.require_action_space(ctx.env_cfg, action_space, (gym.spaces.Discrete, gym.spaces.Box), name)
+        self.cfg, self.device = cfg, ctx.device
+        self.net = ActorCriticNet(
+            obs_space, action_space, cfg.hidden_sizes, cfg.activation, cfg.log_std_init, cfg.shared
+        ).to(self.device)
+        # fused: one kernel for all parameters, the cheapest Adam step for many tiny updates
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=1e-5, fused=True)
+        self.rng = ctx.rng()
+        self.collector = RolloutCollector(ctx.make_vec_env(num_envs), seed=int(self.rng.integers(2**31)))
+        self.bounds = (action_space.low, action_space.high) if isinstance(action_space, gym.spaces.Box) else None
+        self.steps = 0
+
+    def tensor(self, x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(x, device=self.device)
+
+    @torch.inference_mode()
+    def sample(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(action as sampled, for the log-probability; action clipped to the bounds, for the env)."""
+        actions = self.net.distribution(self.tensor(obs)).sample().cpu().numpy()
+        return actions, actions if self.bounds is None else np.clip(actions, *self.bounds)
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        actions = self.net.deterministic(self.tensor(obs)).cpu().numpy()
+        return actions if self.bounds is None else np.clip(actions, *self.bounds)
+
+    def gradient_step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad()
+        loss.backward()
+        if self.cfg.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+
+    @staticmethod
+    def episode_metrics(rollout) -> dict[str, float]:
+        if len(rollout.episode_returns) == 0:
+            return {}
+        return {
+            "charts/episodic_return": float(rollout.episode_returns.mean()),
+            "charts/episodic_length": float(rollout.episode_lengths.mean()),
+        }
+
+    def networks(self) -> dict[str, torch.nn.Module]:
+        return {"actor_critic": self.net}
+
+    def state_dict(self) -> dict:
+        return {
+            "actor_critic": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "steps": self.steps,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["actor_critic"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.bit_generator.state = state["rng"]
+        self.steps = state["steps"]
+
+
+class ActorCritic(OnPolicy):
+    RULES = RULES
+
+    def __init__(self, cfg, ctx: Context):
+        super().__init__(cfg, ctx, "actor_critic", num_envs=1 if cfg.online else cfg.N)
+
+    def iterate(self) -> tuple[int, dict[str, float]]:
+        return self.online_box() if self.cfg.online else self.batched_box()
+
+    def online_box(self) -> tuple[int, dict[str, float]]:
+        gamma = self.cfg.gamma
+        # 1. take action a ~ pi(a|s), get (s, a, s', r); the env's reset step is no transition
+        rollout = self.collector.collect(self.sample, 1)
+        while not rollout.valid[0, 0]:
+            rollout = self.collector.collect(self.sample, 1)
+        s_and_next = self.tensor(rollout.obs[:, 0])  # [s, s']
+        r = self.tensor(rollout.rewards[0])
+        not_terminal = self.tensor(~rollout.terminated[0])
+
+        # 2. update V toward r + gamma V(s') (a time-limit cut keeps V(s'); a terminal has none)
+        v, v_next = self.net.value(s_and_next)
+        target = r + gamma * not_terminal * v_next.detach()
+        value_loss = 0.5 * ((v - target) ** 2).mean()
+        self.gradient_step(value_loss)
+
+        # 3. A = r + gamma V(s') - V(s), with the updated V
+        with torch.no_grad():
+            v, v_next = self.net.value(s_and_next)
+            advantage = r + gamma * not_terminal * v_next - v
+
+        # 4. grad J ~ grad log pi(a|s) A (plus the entropy bonus); 5. theta <- theta + alpha grad J
+        dist = self.net.distribution(s_and_next[:1])
+        entropy = dist.entropy().mean()
+        policy_loss = -(dist.log_prob(self.tensor(rollout.actions[0])) * advantage).mean()
+        self.gradient_step(policy_loss - self.cfg.entropy_coef * entropy)
+
+        self.steps += 1
+        metrics = {
+            "losses/policy_loss": policy_loss.item(),
+            "losses/value_loss": value_loss.item(),
+            "losses/entropy": entropy.item(),
+            **self.episode_metrics(rollout),
+        }
+        return 1, metrics
+
+    def batched_box(self) -> tuple[int, dict[str, float]]:
+        cfg = self.cfg
+        # 1. take T actions in each of N envs with pi_theta
+        rollout = self.collector.collect(self.sample, cfg.T)
+        obs, valid = self.tensor(rollout.obs), self.tensor(rollout.valid)
+
+        # 2-3. targets r + gamma V(s') and advantages, by n-step returns or GAE(lambda)
+        dist, values = self.net(obs[:-1])
+        with torch.no_grad():
+            v = torch.cat([values, self.net.value(obs[-1])[None]]).cpu().numpy()
+        args = rollout.rewards, rollout.terminated, rollout.truncated
+        if cfg.advantage == "nstep":
+            returns = discounted_returns(*args, v[1:], cfg.gamma)
+            advantages = returns - v[:-1]
+        else:
+            advantages = gae(rollout.rewards, v, rollout.terminated, rollout.truncated, rollout.valid, cfg.gamma,
+                             cfg.gae_lambda)
+            returns = advantages + v[:-1]
+        returns, advantages = self.tensor(returns), self.tensor(advantages)
+        if cfg.normalize_advantages:
+            mean = masked_mean(advantages, valid)
+            std = masked_mean((advantages - mean) ** 2, valid).sqrt()
+            advantages = (advantages - mean) / (std + 1e-8)
+
+        # 4-5. one step on the policy gradient, the value regression and the entropy bonus
+        policy_loss = -masked_mean(dist.log_prob(self.tensor(rollout.actions)) * advantages, valid)
+        value_loss = 0.5 * masked_mean((values - returns) ** 2, valid)
+        entropy = masked_mean(dist.entropy(), valid)
+        self.gradient_step(policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy)
+
+        self.steps += rollout.steps
+        metrics = {
+            "losses/policy_loss": policy_loss.item(),
+            "losses/value_loss": value_loss.item(),
+            "losses/entropy": entropy.item(),
+            "losses/explained_variance": explained_variance(values[valid].detach(), returns[valid]),
+            **self.episode_metrics(rollout),
+        }
+        return rollout.steps, metrics
