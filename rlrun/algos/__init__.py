@@ -7,7 +7,8 @@ An algorithm is a class with
     act(obs) -> actions                     the deterministic policy, batched, for evaluation
     networks() -> dict[str, nn.Module]      what the model file holds
     state_dict() / load_state_dict(state)   everything `iterate` needs to go on after a restart
-and optionally `finished: bool` (true once there is nothing left to do, e.g. converged).
+and optionally `finished: bool` (true once there is nothing left to do, e.g. converged), and
+`x_axis = "iterations"` for an algorithm that takes no env steps (its metrics are plotted per iteration).
 The runner (rlrun.runner) owns the repeat-until-budget loop, evaluation, logging and checkpoints,
 so each algorithm file reads as its algorithm and nothing else.
 """
@@ -32,6 +33,8 @@ REGISTRY: dict[str, str] = {
     "reinforce": "rlrun.algos.reinforce:Reinforce",
     "actor_critic": "rlrun.algos.actor_critic:ActorCritic",
     "ppo": "rlrun.algos.ppo:PPO",
+    "value_iteration": "rlrun.algos.dynamic_programming:ValueIteration",
+    "policy_iteration": "rlrun.algos.dynamic_programming:PolicyIteration",
 }
 
 

@@ -1,0 +1,130 @@
+"""Policy iteration and value iteration against known answers, each other, and bad input."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from rlrun import runner
+from rlrun.algos.dynamic_programming import Model
+from rlrun.checkpoint import load_policy
+from rlrun.config import ConfigError
+from tests.conftest import make_config, read_scalars, run_cli
+
+GAMMA = 0.9
+
+
+class ThreeStates(gym.Env):
+    """s0: a0 goes on to s1; a1 ends the episode with +1 but lands on s1 (whose value must not count).
+    s1: a0 ends with +10 in s2 or stays, 1/2 each; a1 goes back to s0.
+    s2: terminal, yet its table has a +5 self-loop that goes on (as CliffWalking's goal row has moves).
+    With gamma = 0.9: V(s1) = 5 / (1 - 0.45) = 100/11, V(s0) = 0.9 V(s1), V(s2) = 0; pi = (a0, a0)."""
+
+    observation_space = gym.spaces.Discrete(3)
+    action_space = gym.spaces.Discrete(2)
+    initial_state_distrib = np.array([1.0, 0.0, 0.0])
+    P = {
+        0: {0: [(1.0, 1, 0.0, False)], 1: [(1.0, 1, 1.0, True)]},
+        1: {0: [(0.5, 2, 10.0, True), (0.5, 1, 0.0, False)], 1: [(1.0, 0, 0.0, False)]},
+        2: {0: [(1.0, 2, 5.0, False)], 1: [(1.0, 2, 5.0, False)]},
+    }
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.s = 0
+        return self.s, {}
+
+    def step(self, action):
+        outcomes = self.P[self.s][int(action)]
+        prob, self.s, reward, terminated = outcomes[self.np_random.choice(len(outcomes), p=[o[0] for o in outcomes])]
+        return self.s, reward, terminated, False, {}
+
+
+gym.register("rlrun-test/ThreeStates-v0", entry_point=ThreeStates, max_episode_steps=50)
+THREE_STATES = ["env=gym", "env.id=rlrun-test/ThreeStates-v0"]
+KNOWN_V = np.array([GAMMA * 100 / 11, 100 / 11, 0.0])
+
+
+def solve(*overrides: str):
+    """Build the algorithm and run its box until it says it has converged."""
+    algo = runner.build(make_config(*overrides, "algo.eval_episodes=0"))
+    while not algo.finished:
+        algo.iterate()
+    return algo
+
+
+def exact_value(algo, pi: np.ndarray) -> np.ndarray:
+    r_pi, P_pi = algo.model.policy_model(pi)
+    return np.linalg.solve(np.eye(len(r_pi)) - algo.cfg.gamma * P_pi, r_pi)
+
+
+@pytest.mark.parametrize(
+    "algo", ["algo=value_iteration", "algo=policy_iteration", "algo=policy_iteration algo.evaluation=iterative"]
+)
+def test_three_state_mdp_reaches_the_known_answer_with_terminal_states_handled(algo):
+    solved = solve(*algo.split(), *THREE_STATES, f"algo.gamma={GAMMA}")
+    assert solved.model.terminal.tolist() == [False, False, True]
+    np.testing.assert_allclose(solved.V, KNOWN_V, atol=1e-8)
+    assert solved.pi[:2].tolist() == [0, 0]
+    assert solved.act(np.array([1, 0, 1])).tolist() == [0, 0, 0]
+
+
+def test_value_and_policy_iteration_agree_on_frozenlake_4x4():
+    env = ["env=frozenlake", "algo.gamma=0.99"]
+    vi = solve("algo=value_iteration", *env)
+    pi = solve("algo=policy_iteration", *env)
+    pi_iterative = solve("algo=policy_iteration", "algo.evaluation=iterative", *env)
+    np.testing.assert_allclose(vi.V, pi.V, atol=1e-7)
+    np.testing.assert_allclose(pi_iterative.V, pi.V, atol=1e-7)
+    np.testing.assert_allclose(exact_value(vi, vi.pi), pi.V, atol=1e-7)  # VI's greedy policy is optimal too
+    assert 1 < pi.iteration < vi.iteration
+
+
+def test_policy_iteration_stops_only_once_no_action_changes():
+    algo = runner.build(make_config("algo=policy_iteration", "env=frozenlake", "algo.eval_episodes=0"))
+    changes = []
+    while not algo.finished:
+        changes.append(algo.iterate()[1]["dp/policy_changes"])
+    assert changes[-1] == 0 and all(c > 0 for c in changes[:-1])
+
+
+def test_a_run_logs_every_iteration_and_saves_values_policy_and_picture(tmp_path):
+    cfg = make_config("algo=value_iteration", "env=frozenlake", "algo.eval_episodes=2", "eval.episodes=2", "log.progress=none")
+    runner.train(cfg, tmp_path)
+    V, pi = np.load(tmp_path / "values.npy"), np.load(tmp_path / "policy.npy")
+    assert V.shape == pi.shape == (16,) and V[15] == 0 and V[0] > 0
+    assert (tmp_path / "values.png").stat().st_size > 0
+    scalars = read_scalars(tmp_path)
+    residuals = scalars["dp/bellman_residual"]
+    assert [x for x, _ in residuals] == list(range(1, len(residuals) + 1))  # x-axis: iterations
+    assert residuals[-1][1] < cfg.algo.theta <= residuals[-2][1]
+    assert len(scalars["charts/episodic_return"]) == len(residuals)
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")
+    assert (load_policy(tmp_path)(np.arange(16)) == pi).all()  # model.pt holds the solution
+
+
+def test_gamma_1_is_accepted_only_where_every_policy_ends():
+    always_ends = {0: {0: [(1.0, 1, 1.0, False)], 1: [(1.0, 0, 0.0, True)]}, 1: {0: [(1.0, 0, 2.0, True)]}}
+    assert not Model.from_table(always_ends, 2, 1).has_endless_policy()
+    with pytest.raises(ConfigError, match=r"algo.gamma=1 is not allowed: a number in \[0, 1\) for env=frozenlake"):
+        runner.build(make_config("algo=value_iteration", "env=frozenlake", "algo.gamma=1"))
+    with pytest.raises(ConfigError, match="algo.gamma=1"):
+        runner.build(make_config("algo=policy_iteration", *THREE_STATES, "algo.gamma=1"))
+
+
+@pytest.mark.parametrize("theta", ["0", "-1e-6"])
+def test_theta_must_be_positive(theta):
+    with pytest.raises(ConfigError, match=r"algo.theta=\S+ is not allowed: a number > 0"):
+        runner.build(make_config("algo=value_iteration", "env=frozenlake", f"algo.theta={theta}"))
+
+
+def test_env_without_a_model_gets_one_line_naming_the_envs_that_have_one(tmp_cwd):
+    proc = run_cli("algo=policy_iteration", "env=cartpole", cwd=tmp_cwd, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "rlrun: error: env='cartpole' is not allowed: an env with a known model (discrete states and actions, "
+        "unwrapped.P) for algo=policy_iteration: frozenlake, taxi, cliffwalking"
+    ]
