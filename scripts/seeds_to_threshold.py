@@ -39,7 +39,9 @@ def first_reach(scalars: dict, threshold: float) -> tuple[int | None, float | No
 def run_seed(overrides: list[str], seed: int, out: Path) -> dict:
     run_dir = out / f"seed_{seed}"
     cmd = ["rlrun", *overrides, f"seed={seed}", f"hydra.run.dir={run_dir}", "log.progress=none"]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"seed {seed} failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
     summary = json.loads((run_dir / "summary.json").read_text())
     return {"seed": seed, "scalars": read_scalars(run_dir), **summary}
 
