@@ -11,8 +11,9 @@ import json
 import logging
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -60,7 +61,7 @@ def isolated(train: Callable[[], float], run_dir: Path) -> float:
     raising, so the launcher goes on with the other jobs."""
     try:
         return train()
-    except Exception as err:  # noqa: BLE001 - any failure of one job must leave the sweep running
+    except Exception as err:  # any failure of one job must leave the sweep running
         if isinstance(err, ConfigError):
             log.error("rlrun: error: %s", err)
             message = f"rlrun: error: {err}"
