@@ -1,21 +1,31 @@
 """Saving and loading run state: full checkpoints to go on training, and the model file.
 
-Files are written to a temporary name and renamed into place, so a kill mid-write leaves the
-previous file intact. Files are read with `torch.load(weights_only=True)`: tensors, numbers,
-strings and containers only, so a crafted pickle cannot run code.
+Files are written to a temporary name, flushed to disk and renamed into place, so a kill at any
+moment leaves either the previous file or the new one, never a torn one. Files are read with
+`torch.load(weights_only=True)`: tensors, numbers, strings and containers only, so a crafted
+pickle cannot run code; such a file is refused with a ConfigError naming it.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
+
+from rlrun.config import ConfigError
 
 MODEL_FILE = "model.pt"
 CHECKPOINT_DIR = "checkpoints"
+
+# Keys a resumed run may change; every other key (seed, env.*, algo.*) must match the checkpoint.
+MUTABLE_KEYS = ("total_timesteps", "eval", "log", "checkpoint", "device", "threads", "resume")
+MUTABLE_TEXT = "total_timesteps, eval.*, log.*, checkpoint.*, device and threads"
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -25,21 +35,43 @@ def atomic_save(obj: Any, path: Path) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    # the rename itself survives a power cut only once the folder is flushed too
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def safe_load(path: Path, device: str | torch.device = "cpu") -> Any:
-    return torch.load(path, map_location=device, weights_only=True)
+    """The file's contents; a ConfigError if it holds anything but plain data, or is damaged."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reason = next((line for line in lines if "nsupported" in line), lines[-1] if lines else "")
+        raise ConfigError("checkpoint", str(path), f"a file of tensors and plain data; refused to load it ({reason})")
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ConfigError("checkpoint", str(path), f"a readable rlrun checkpoint ({str(err).splitlines()[0]})")
 
 
 def global_rng_state() -> dict:
-    """Python's and torch's global generators. numpy's global one is not used by rlrun:
-    algorithms draw from their own `np.random.Generator`, which they checkpoint themselves."""
-    return {"python": random.getstate(), "torch": torch.get_rng_state()}
+    """The global generators of python, numpy and torch (CPU, and CUDA when present)."""
+    np_state = np.random.get_state(legacy=False)
+    return {
+        "python": random.getstate(),
+        "numpy": {**np_state, "state": {"key": np_state["state"]["key"].tolist(), "pos": np_state["state"]["pos"]}},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
 
 
 def set_global_rng_state(state: dict) -> None:
     random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def save_model(run_dir: Path, networks: dict[str, torch.nn.Module]) -> Path:
@@ -50,9 +82,14 @@ def save_model(run_dir: Path, networks: dict[str, torch.nn.Module]) -> Path:
 
 
 def save_checkpoint(run_dir: Path, step: int, state: dict, keep: int) -> Path:
-    """Full run state at `step` into checkpoints/step_<step>.pt; keep the newest `keep` files."""
+    """Full run state at `step` into checkpoints/step_<step>.pt; keep the newest `keep` files.
+
+    A `.tmp` left by a kill during an earlier save is removed here: it was never a checkpoint.
+    """
     folder = run_dir / CHECKPOINT_DIR
     folder.mkdir(exist_ok=True)
+    for stale in folder.glob("*.tmp"):
+        stale.unlink()
     path = folder / f"step_{step:012d}.pt"
     atomic_save({"step": step, "rng": global_rng_state(), **state}, path)
     for old in sorted(folder.glob("step_*.pt"))[:-keep]:
@@ -65,11 +102,52 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def checkpoint_path(path: str | Path) -> Path:
+    """A checkpoint file itself, or the newest checkpoint of a run directory."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    found = latest_checkpoint(path) if path.is_dir() else None
+    if found is None:
+        raise ConfigError("checkpoint", str(path), f"a run directory holding {CHECKPOINT_DIR}/step_*.pt, or such a file")
+    return found
+
+
+def _flat(container: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in container.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def check_same_run(saved: dict, cfg: DictConfig, run_dir: Path) -> None:
+    """Refuse to continue a run with a config that changes what was being trained."""
+    before = _flat(saved)
+    now = _flat(OmegaConf.to_container(cfg, resolve=True))
+    keys = sorted(set(before) | set(now), key=lambda k: (k not in ("algo.name", "env.name"), k))  # the gist first
+    for key in keys:
+        if key.split(".")[0] in MUTABLE_KEYS or before.get(key) == now.get(key):
+            continue
+        raise ConfigError(
+            key, now.get(key), f"{before.get(key)!r}, as the run in {run_dir} was made with (resume may change only {MUTABLE_TEXT})"
+        )
+
+
+def restore_config(run_dir: Path) -> None:
+    """Put back `.hydra/config.yaml` of an existing run after a refused attempt to continue it:
+    Hydra writes the new command line's config there before rlrun can check it."""
+    path = latest_checkpoint(run_dir)
+    if path is not None:
+        saved = safe_load(path)["config"]
+        OmegaConf.save(OmegaConf.create(saved), run_dir / ".hydra" / "config.yaml")
+
+
 def load_policy(run_dir: str | Path, device: str = "cpu"):
     """The trained deterministic policy of a finished run: a function from a batch of
     observations (numpy) to a batch of actions (numpy)."""
-    from omegaconf import OmegaConf
-
     from rlrun import runner
 
     run_dir = Path(run_dir)

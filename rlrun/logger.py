@@ -45,7 +45,8 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
 
 class Logger:
     def __init__(self, run_dir: Path, cfg: DictConfig, start_step: int = 0):
-        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=start_step or None)
+        # hide what an earlier attempt in this folder logged after start_step: it is logged again
+        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=start_step + 1)
         self.total = int(cfg.total_timesteps)
         self.every_s = float(cfg.log.every_s)
         mode = cfg.log.progress
@@ -68,6 +69,14 @@ class Logger:
             else:
                 self.writer.add_scalar(tag, value, step)
                 self.latest[tag] = float(value)
+
+    def video(self, tag: str, step: int, clip: np.ndarray, fps: int) -> None:
+        """A [1, T, 3, H, W] uint8 clip (an animated image in TensorBoard; needs moviepy)."""
+        self.writer.add_video(tag, clip, step, fps=fps)
+
+    def flush(self) -> None:
+        """Everything logged so far onto disk (before a checkpoint, so a kill loses no logged point)."""
+        self.writer.flush()
 
     def progress(self, step: int) -> None:
         """Move the bar, or print a plain line every `log.every_s` seconds."""
