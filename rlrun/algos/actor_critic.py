@@ -50,10 +50,11 @@ def masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return (x * valid).sum() / valid.sum().clamp(min=1)
 
 
-def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
-    """1 - Var(target - predicted) / Var(target): 1 is a perfect critic, <= 0 no better than a constant."""
+def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """losses/explained_variance = 1 - Var(target - V) / Var(target): 1 is a perfect critic, <= 0 no
+    better than a constant. Left out when the targets do not vary (it is undefined, not a divergence)."""
     var = target.var()
-    return float("nan") if var == 0 else (1 - (target - predicted).var() / var).item()
+    return {} if not var > 0 else {"losses/explained_variance": (1 - (target - predicted).var() / var).item()}
 
 
 class OnPolicy:
@@ -206,7 +207,7 @@ class ActorCritic(OnPolicy):
             "losses/policy_loss": policy_loss.item(),
             "losses/value_loss": value_loss.item(),
             "losses/entropy": entropy.item(),
-            "losses/explained_variance": explained_variance(values[valid].detach(), returns[valid]),
+            **explained_variance(values[valid].detach(), returns[valid]),
             **self.episode_metrics(rollout),
         }
         return rollout.steps, metrics

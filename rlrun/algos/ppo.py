@@ -99,7 +99,7 @@ class PPO(OnPolicy):
             "losses/entropy": entropy,
             "losses/approx_kl": approx_kl,
             "losses/clipfrac": clipfrac,
-            "losses/explained_variance": explained_variance(new_values, batch["returns"]),
+            **explained_variance(new_values, batch["returns"]),
             "charts/learning_rate": self.optimizer.param_groups[0]["lr"],
             **self.episode_metrics(rollout),
         }
