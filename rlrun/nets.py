@@ -148,3 +148,56 @@ class ActionAdapter:
     def __call__(self, actions: torch.Tensor) -> np.ndarray:
         a = actions.cpu().numpy()
         return np.clip(a, self.low, self.high) if self.box else a
+
+
+class QNetwork(nn.Module):
+    """Q_phi(s, .) for Discrete actions: one output per action."""
+
+    def __init__(self, obs_space: gym.Space, n_actions: int, hidden_sizes, activation="relu"):
+        super().__init__()
+        self.encode = ObsEncoder(obs_space)
+        self.body = mlp(self.encode.dim, hidden_sizes, n_actions, activation)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """[*batch, *obs_shape] -> [*batch, n_actions]."""
+        return self.body(self.encode(obs))
+
+
+class StateActionQ(nn.Module):
+    """`n` independent Q_j(s, a) networks over a state and a continuous action, evaluated as one
+    batched matrix product per layer (cheaper than n separate networks for the many (s, a) pairs
+    a CEM search evaluates)."""
+
+    def __init__(self, obs_space: gym.Space, action_space: gym.Space, hidden_sizes, activation="relu", n=2):
+        super().__init__()
+        self.encode = ObsEncoder(obs_space)
+        sizes = [self.encode.dim + int(np.prod(action_space.shape)), *hidden_sizes, 1]
+        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            bound = 1 / np.sqrt(fan_in)  # nn.Linear's default initialisation range
+            self.weights.append(nn.Parameter(torch.empty(n, fan_in, fan_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(n, 1, fan_out).uniform_(-bound, bound)))
+        self.activation = ACTIVATIONS[activation]()
+        self.n = n
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """obs [*batch, *obs_shape] and flat actions [*batch, action_dim] -> [n, *batch]."""
+        x = torch.cat([self.encode(obs), actions], -1)
+        batch_shape = x.shape[:-1]
+        h = x.reshape(1, -1, x.shape[-1]).expand(self.n, -1, -1)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.baddbmm(b, h, w)
+            if i < last:
+                h = self.activation(h)
+        return h.reshape(self.n, *batch_shape)
+
+
+def adam(params, lr: float) -> torch.optim.Optimizer:
+    """Adam with torch's fused kernel where this torch has it for the device: for the small
+    networks of many quick gradient steps, the per-step overhead is most of the cost."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except RuntimeError:
+        return torch.optim.Adam(params, lr=lr)

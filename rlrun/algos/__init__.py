@@ -31,6 +31,8 @@ from rlrun.config import ConfigError
 # name -> "module:Class"; modules are imported on use so one algorithm's imports never slow another.
 REGISTRY: dict[str, str] = {
     "reinforce": "rlrun.algos.reinforce:Reinforce",
+    "fqi": "rlrun.algos.fqi:FittedQIteration",
+    "qtopt": "rlrun.algos.qtopt:QTOpt",
     "actor_critic": "rlrun.algos.actor_critic:ActorCritic",
     "ppo": "rlrun.algos.ppo:PPO",
     "value_iteration": "rlrun.algos.dynamic_programming:ValueIteration",

@@ -1,0 +1,110 @@
+"""Fitted Q-iteration: its targets, its loop's bookkeeping, online and offline runs, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from rlrun import datasets, runner
+from rlrun.algos.fqi import epsilon_at, q_targets
+from rlrun.buffers import ReplayBuffer, Transitions
+from rlrun.config import ConfigError
+from tests.conftest import TINY, make_config, read_scalars, run_cli
+
+# Three transitions: an ordinary step, a step into a terminal state, a step cut by the time limit.
+HAND_MADE = {
+    "observations": np.zeros((3, 4), np.float32),
+    "actions": np.array([0, 1, 0]),
+    "rewards": np.array([1.0, 1.0, 1.0], np.float32),
+    "next_observations": np.zeros((3, 4), np.float32),
+    "terminated": np.array([False, True, False]),
+    "truncated": np.array([False, False, True]),
+}
+NEXT_Q_TARGET = torch.tensor([[1.0, 2.0], [5.0, 6.0], [3.0, 0.0]])  # Q_phi'(s', .)
+NEXT_Q_ONLINE = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])  # Q_phi(s', .)
+
+
+def hand_made_batch() -> Transitions:
+    return datasets.to_transitions(HAND_MADE).to(torch.device("cpu"))
+
+
+def test_targets_take_the_max_bootstrap_past_a_time_limit_and_stop_at_a_terminal():
+    y = q_targets(hand_made_batch(), 0.5, NEXT_Q_TARGET, None)
+    assert y.tolist() == [1 + 0.5 * 2, 1, 1 + 0.5 * 3]
+
+
+def test_double_q_targets_pick_a_prime_with_the_online_q_and_value_it_with_the_target():
+    y = q_targets(hand_made_batch(), 0.5, NEXT_Q_TARGET, NEXT_Q_ONLINE)
+    assert y.tolist() == [1 + 0.5 * 1, 1, 1 + 0.5 * 0]
+
+
+def test_epsilon_decays_linearly_then_stays():
+    assert [epsilon_at(s, 1.0, 0.1, 100) for s in (0, 50, 100, 1000)] == pytest.approx([1.0, 0.55, 0.1, 0.1])
+
+
+def test_replay_buffer_keeps_the_newest_transitions_and_samples_only_stored_ones():
+    buffer = ReplayBuffer(4, gym.spaces.Box(-1, 1, (1,)), gym.spaces.Discrete(2))
+
+    def rows(start, n):
+        r = np.arange(start, start + n, dtype=np.float32)
+        return Transitions(r[:, None], np.zeros(n, np.int64), r, r[:, None], np.zeros(n, bool))
+
+    buffer.add(rows(0, 3))
+    assert set(buffer.sample(50, np.random.default_rng(0)).rewards) == {0, 1, 2}
+    buffer.add(rows(3, 3))
+    assert len(buffer) == 4 and set(buffer.sample(200, np.random.default_rng(0)).rewards) == {2, 3, 4, 5}
+
+
+def test_one_iteration_collects_n_transitions_and_takes_k_times_s_steps():
+    algo = runner.build(make_config("algo=fqi", "algo.N=64", "algo.num_envs=4", "algo.K=2", "algo.S=3",
+                                    "algo.batch_size=16", "algo.learning_starts=0"))
+    before = [p.clone() for p in algo.q.parameters()]
+    steps, metrics = algo.iterate()
+    assert 60 <= steps <= 64 and len(algo.buffer) == steps  # reset steps after an episode end are no transitions
+    assert algo.optimizer.state_dict()["state"][0]["step"].item() == 2 * 3
+    assert {"losses/q_loss", "losses/q_values", "charts/epsilon"} <= set(metrics)
+    assert any(not torch.equal(a, b) for a, b in zip(before, algo.q.parameters()))
+    assert algo.q_target.state_dict()["body.0.weight"].ne(algo.q.state_dict()["body.0.weight"]).any()
+
+
+def test_online_run_then_a_dataset_from_its_model_then_an_offline_run(tmp_cwd):
+    run_cli("algo=fqi", "env=cartpole", "algo.learning_starts=256", "hydra.run.dir=online", *TINY, cwd=tmp_cwd)
+    scalars = read_scalars(tmp_cwd / "online")
+    for tag in ("losses/q_loss", "losses/q_values", "charts/epsilon", "eval/episodic_return"):
+        assert scalars[tag] and all(math.isfinite(v) for _, v in scalars[tag]), tag
+
+    datasets.main(["--out", str(tmp_cwd / "d.npz"), "--transitions", "500", "--policy", "online", "--epsilon", "0.3"])
+    cfg = make_config("algo=fqi", f"algo.dataset={tmp_cwd / 'd.npz'}", "algo.K=2", "algo.S=50", *TINY)
+    final = runner.train(cfg, tmp_cwd / "offline")
+    summary = json.loads((tmp_cwd / "offline" / "summary.json").read_text())
+    assert summary["env_steps"] == 600 and math.isfinite(final)  # offline, steps count gradient steps
+    assert [s for s, _ in read_scalars(tmp_cwd / "offline")["losses/q_loss"]] == [100, 200, 300, 400, 500, 600]
+
+
+@pytest.mark.parametrize(
+    "override, allowed",
+    [
+        ("algo.N=64", "algo.N=64 is not allowed: >= algo.batch_size (128)"),
+        ("algo.N=250", "algo.N=250 is not allowed: a multiple of algo.num_envs (8)"),
+        ("algo.K=0", "algo.K=0 is not allowed: an integer >= 1"),
+        ("algo.S=0", "algo.S=0 is not allowed: an integer >= 1"),
+        ("algo.collect=greedy", "one of egreedy, random"),
+        ("algo.dataset=/no/such.npz", "algo.dataset='/no/such.npz' is not allowed: an existing .npz dataset file"),
+        ("env=pendulum", "(for Box actions use algo=qtopt)"),
+    ],
+)
+def test_bad_input_is_one_config_error(override, allowed):
+    with pytest.raises(ConfigError) as err:
+        runner.build(make_config("algo=fqi", override))
+    assert allowed in str(err.value)
+
+
+def test_a_dataset_smaller_than_a_batch_is_refused(tmp_path):
+    datasets.save(tmp_path / "small.npz", HAND_MADE)
+    with pytest.raises(ConfigError, match="algo.batch_size=128 is not allowed: <= the dataset's 3 transitions"):
+        runner.build(make_config("algo=fqi", f"algo.dataset={tmp_path / 'small.npz'}"))

@@ -1,0 +1,58 @@
+"""QT-Opt: clipped double-Q targets with CEM, a short run, and bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rlrun import runner
+from rlrun.config import ConfigError
+from tests.conftest import TINY, make_config, read_scalars
+
+SMALL = ["algo=qtopt", "env=pendulum", "algo.N=32", "algo.S=4", "algo.batch_size=32", "algo.learning_starts=0",
+         "algo.hidden_sizes=[16,16]"]
+
+
+def test_targets_use_the_smaller_target_q_at_the_cem_argmax():
+    algo = runner.build(make_config(*SMALL, "algo.cem_iterations=4"))
+    obs = torch.as_tensor(np.random.default_rng(0).normal(size=(8, 3)), dtype=torch.float32)
+    best = algo.greedy(algo.q_target, obs, torch.Generator().manual_seed(0))
+    assert ((best.actions >= -2) & (best.actions <= 2)).all()
+    assert torch.allclose(best.values, algo.q_target(obs, best.actions).min(0).values)
+    grid = torch.linspace(-2, 2, 401).reshape(1, -1, 1).expand(8, -1, -1)
+    grid_max = algo.q_target(obs.unsqueeze(1).expand(-1, 401, -1), grid).min(0).values.max(1).values
+    assert (best.values >= grid_max - 0.01).all()  # CEM's max is as good as a fine grid's
+
+
+def test_short_run_logs_q_and_cem_tags_and_acts_within_the_bounds(tmp_path):
+    final = runner.train(make_config(*SMALL, *TINY), tmp_path)
+    scalars = read_scalars(tmp_path)
+    for tag in ("losses/q_loss", "losses/q_values", "losses/cem_elite_std", "charts/episodic_return"):
+        assert scalars[tag] and all(math.isfinite(v) for _, v in scalars[tag]), tag
+    assert -2000 < final < 0
+
+
+def test_an_iteration_steps_both_qs_s_times():
+    algo = runner.build(make_config(*SMALL, "algo.K=2"))
+    steps, metrics = algo.iterate()
+    assert steps == 32 and algo.optimizer.state_dict()["state"][0]["step"].item() == 2 * 4
+    assert metrics["losses/cem_elite_std"] >= 0
+
+
+@pytest.mark.parametrize(
+    "override, allowed",
+    [
+        ("algo.cem_elites=100", "algo.cem_elites=100 is not allowed: <= algo.cem_samples (64)"),
+        ("algo.N=16", "algo.N=16 is not allowed: >= algo.batch_size (32)"),
+        ("algo.S=0", "algo.S=0 is not allowed: an integer >= 1"),
+        ("algo.cem_init_std=0", "algo.cem_init_std=0 is not allowed: a number > 0"),
+        ("env=cartpole", "(for Discrete actions use algo=fqi)"),
+    ],
+)
+def test_bad_input_is_one_config_error(override, allowed):
+    with pytest.raises(ConfigError) as err:
+        runner.build(make_config(*SMALL, override))
+    assert allowed in str(err.value)
