@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -25,7 +27,7 @@ class ThreeStates(gym.Env):
     observation_space = gym.spaces.Discrete(3)
     action_space = gym.spaces.Discrete(2)
     initial_state_distrib = np.array([1.0, 0.0, 0.0])
-    P = {
+    P: ClassVar[dict] = {
         0: {0: [(1.0, 1, 0.0, False)], 1: [(1.0, 1, 1.0, True)]},
         1: {0: [(0.5, 2, 10.0, True), (0.5, 1, 0.0, False)], 1: [(1.0, 0, 0.0, False)]},
         2: {0: [(1.0, 2, 5.0, False)], 1: [(1.0, 2, 5.0, False)]},
@@ -38,7 +40,7 @@ class ThreeStates(gym.Env):
 
     def step(self, action):
         outcomes = self.P[self.s][int(action)]
-        prob, self.s, reward, terminated = outcomes[self.np_random.choice(len(outcomes), p=[o[0] for o in outcomes])]
+        _, self.s, reward, terminated = outcomes[self.np_random.choice(len(outcomes), p=[o[0] for o in outcomes])]
         return self.s, reward, terminated, False, {}
 
 
@@ -91,7 +93,9 @@ def test_policy_iteration_stops_only_once_no_action_changes():
 
 
 def test_a_run_logs_every_iteration_and_saves_values_policy_and_picture(tmp_path):
-    cfg = make_config("algo=value_iteration", "env=frozenlake", "algo.eval_episodes=2", "eval.episodes=2", "log.progress=none")
+    cfg = make_config(
+        "algo=value_iteration", "env=frozenlake", "algo.eval_episodes=2", "eval.episodes=2", "log.progress=none"
+    )
     runner.train(cfg, tmp_path)
     V, pi = np.load(tmp_path / "values.npy"), np.load(tmp_path / "policy.npy")
     assert V.shape == pi.shape == (16,) and V[15] == 0 and V[0] > 0
@@ -125,6 +129,8 @@ def test_env_without_a_model_gets_one_line_naming_the_envs_that_have_one(tmp_cwd
     proc = run_cli("algo=policy_iteration", "env=cartpole", cwd=tmp_cwd, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "rlrun: error: env='cartpole' is not allowed: an env with a known model (discrete states and actions, "
-        "unwrapped.P) for algo=policy_iteration: frozenlake, taxi, cliffwalking"
+        (
+            "rlrun: error: env='cartpole' is not allowed: an env with a known model (discrete states and actions, "
+            "unwrapped.P) for algo=policy_iteration: frozenlake, taxi, cliffwalking"
+        )
     ]

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import gymnasium as gym
-import numpy as np
 import matplotlib.image
+import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -48,6 +48,7 @@ RULES = {
     "max_iterations": integer(1),
     "eval_episodes": integer(0),
 }
+POLICY_ITERATION_RULES = {**RULES, "evaluation": choice("exact", "iterative")}
 
 
 @dataclass
@@ -96,8 +97,16 @@ class Model:
         unreachable = ~visited & ~terminal
         keep = ~terminal[state]
         return cls(
-            n_states, n_actions, state[keep], action[keep], next_state[keep],
-            prob[keep], reward[keep], terminated[keep], terminal, unreachable,
+            n_states,
+            n_actions,
+            state[keep],
+            action[keep],
+            next_state[keep],
+            prob[keep],
+            reward[keep],
+            terminated[keep],
+            terminal,
+            unreachable,
         )
 
     @cached_property
@@ -310,7 +319,7 @@ class ValueIteration(DynamicProgramming):
 
 
 class PolicyIteration(DynamicProgramming):
-    RULES = {**RULES, "evaluation": choice("exact", "iterative")}
+    RULES = POLICY_ITERATION_RULES
 
     def iterate(self) -> tuple[int, dict]:
         # 1. evaluate V^pi, then A^pi(s, a) = r(s, a) + gamma E[V^pi(s')] - V^pi(s)
