@@ -12,6 +12,7 @@ runner uses for `eval.video=true`.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -64,6 +65,9 @@ def record_episode(env_cfg: DictConfig, act, seed: int, folder: Path, name: str)
     Returns the episode's return, its frames shrunk for TensorBoard ([T, H, W, 3] uint8) and the fps.
     """
     require_video_support("video")
+    # offscreen frames need neither a window nor sound; without these pygame's init prints errors on servers
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     env = KeepFrames(envs.make_env(env_cfg, render_mode="rgb_array"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # RecordVideo warns whenever the folder already exists

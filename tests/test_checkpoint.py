@@ -1,0 +1,126 @@
+"""Checkpoint files: atomic writes, safe loading, the NaN stop, an unwritable output folder."""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlrun import checkpoint, evaluate, runner
+from rlrun.algos.reinforce import Reinforce
+from rlrun.config import ConfigError
+from tests.conftest import make_config, run_cli
+
+SMALL = ["eval.every=0", "eval.episodes=1", "log.progress=none"]
+
+KILLED_DURING_SAVE = """
+import os, signal, sys, torch
+from pathlib import Path
+from rlrun import checkpoint
+
+run_dir = Path(sys.argv[1])
+checkpoint.save_checkpoint(run_dir, 100, {"weights": torch.zeros(3)}, keep=2)
+
+def half_written_then_killed(obj, f):
+    f.write(b"PK\\x03\\x04 the first bytes of a checkpoint")
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+torch.save = half_written_then_killed
+checkpoint.save_checkpoint(run_dir, 200, {"weights": torch.ones(3)}, keep=2)
+"""
+
+
+def test_a_kill_during_save_leaves_the_previous_checkpoint_loadable(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", KILLED_DURING_SAVE, str(tmp_path)], capture_output=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    folder = tmp_path / checkpoint.CHECKPOINT_DIR
+    assert (folder / "step_000000000200.pt.tmp").exists()  # the torn write, never under a checkpoint's name
+    latest = checkpoint.latest_checkpoint(tmp_path)
+    assert latest.name == "step_000000000100.pt"
+    assert torch.equal(checkpoint.safe_load(latest)["weights"], torch.zeros(3))
+    checkpoint.save_checkpoint(tmp_path, 300, {}, keep=2)  # the next save clears the torn file away
+    assert sorted(p.name for p in folder.iterdir()) == ["step_000000000100.pt", "step_000000000300.pt"]
+
+
+class CreatesAFile:
+    """A pickle that creates `target` when it is loaded with plain `pickle`."""
+
+    def __init__(self, target: Path):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return open, (self.target, "w")
+
+
+def test_the_crafted_pickle_would_run_code_with_plain_pickle(tmp_path):
+    pickle.loads(pickle.dumps(CreatesAFile(tmp_path / "created")))
+    assert (tmp_path / "created").exists()  # so the refusals below are refusals of something real
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_a_crafted_pickle_is_refused_by_rlrun_eval_and_runs_nothing(tmp_path, capsys, writer):
+    target, path = tmp_path / "pwned", tmp_path / "step_000000000001.pt"
+    payload = {"step": 1, "algo": CreatesAFile(target)}
+    with open(path, "wb") as f:
+        torch.save(payload, f) if writer == "torch.save" else pickle.dump(payload, f)
+    with pytest.raises(SystemExit) as exit_:
+        evaluate.main([str(path), "episodes=1"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rlrun-eval: error: checkpoint=") and "refused" in err[0]
+    assert not target.exists()
+
+
+def test_resume_from_a_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path):
+    target = tmp_path / "pwned"
+    (tmp_path / checkpoint.CHECKPOINT_DIR).mkdir()
+    torch.save({"step": 5, "algo": CreatesAFile(target)}, tmp_path / checkpoint.CHECKPOINT_DIR / "step_000000000005.pt")
+    with pytest.raises(ConfigError, match="refused to load it"):
+        runner.train(make_config("total_timesteps=200", *SMALL), tmp_path)
+    assert not target.exists() and not (tmp_path / "tb").exists()
+
+
+def poison(kind: str, on_call: int):
+    """Reinforce.iterate, with a NaN loss or NaN parameters from its `on_call`-th call on."""
+    original, steps = Reinforce.iterate, []
+
+    def iterate(self):
+        n, metrics = original(self)
+        steps.append(n)
+        if len(steps) == on_call:
+            if kind == "loss":
+                metrics["losses/policy_loss"] = float("nan")
+            else:
+                with torch.no_grad():
+                    next(self.policy.parameters()).fill_(float("inf"))
+        return n, metrics
+
+    return iterate, steps
+
+
+@pytest.mark.parametrize("kind,named", [("loss", "losses/policy_loss=nan"), ("parameter", "parameters of policy")])
+def test_a_non_finite_loss_or_parameter_stops_the_run_keeping_the_last_good_checkpoint(tmp_path, monkeypatch, kind, named):
+    iterate, steps = poison(kind, on_call=3)
+    monkeypatch.setattr(Reinforce, "iterate", iterate)
+    cfg = make_config("total_timesteps=100000", "checkpoint.every=1", "checkpoint.keep=5", *SMALL)
+    with pytest.raises(runner.Diverged) as err:
+        runner.train(cfg, tmp_path)
+    good = sum(steps[:2])
+    assert f"diverged at step {sum(steps)}: {named} not finite" in str(err.value)
+    assert f"step_{good:012d}.pt" in str(err.value)
+    assert checkpoint.latest_checkpoint(tmp_path).name == f"step_{good:012d}.pt"  # the broken state is not saved
+    assert not (tmp_path / checkpoint.MODEL_FILE).exists() and not (tmp_path / runner.SUMMARY_FILE).exists()
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_training(tmp_cwd):
+    (tmp_cwd / "a_file").write_text("not a folder")
+    proc = run_cli("hydra.run.dir=a_file/run", "total_timesteps=100", cwd=tmp_cwd, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines == ["rlrun: error: hydra.run.dir='a_file/run' is not allowed: a folder rlrun can write to (Not a directory)"]
