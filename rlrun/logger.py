@@ -58,7 +58,10 @@ class Logger:
         self.last_line = time.perf_counter()
         if start_step == 0:
             self.writer.add_text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=True) + "\n```", 0)
-            for summary in hparams(flat_hparams(cfg), {EVAL_TAG: float("nan")}):
+            # no experiment summary: TensorBoard shows the first one it finds for all runs, which drops the
+            # keys of other algorithms in a sweep; without one it builds the table from every run's session
+            _, session_start, session_end = hparams(flat_hparams(cfg), {EVAL_TAG: float("nan")})
+            for summary in (session_start, session_end):
                 self.writer.file_writer.add_summary(summary)
 
     def log(self, step: int, metrics: Mapping[str, Any]) -> None:
