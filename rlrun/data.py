@@ -13,6 +13,8 @@ from typing import Callable
 import gymnasium as gym
 import numpy as np
 
+from rlrun.checkpoint import load_plain_state, plain_state
+
 
 @dataclass
 class Trajectories:
@@ -121,6 +123,13 @@ class RolloutCollector:
         self.resetting = np.zeros(env.num_envs, dtype=bool)  # sub-envs whose next step is a reset
         self.episode_return = np.zeros(env.num_envs)
         self.episode_length = np.zeros(env.num_envs, dtype=np.int64)
+
+    def state_dict(self) -> dict:
+        """The in-progress episodes and the envs' own state, so a resumed run steps on from them."""
+        return plain_state(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        load_plain_state(self, state)
 
     def collect(self, sample: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], T: int) -> Rollout:
         """`sample(obs)` returns (actions to store, actions for the env) for a batch of observations."""

@@ -126,7 +126,7 @@ def evaluate(path: str, episodes: int, video: bool, seed: int | None, device: st
     if video:
         require_video_support("video")
     found = checkpoint.checkpoint_path(path)
-    state = checkpoint.safe_load(found, runner.pick_device(device))
+    state = checkpoint.safe_load(found)
     cfg = OmegaConf.create(state["config"])
     cfg.device = device
     algo = runner.build(cfg)

@@ -150,7 +150,7 @@ def resume(cfg: DictConfig, run_dir: Path, algo) -> Progress:
     path = checkpoint.latest_checkpoint(run_dir)
     if path is None:
         return Progress()
-    state = checkpoint.safe_load(path, pick_device(cfg.device))
+    state = checkpoint.safe_load(path)  # on the CPU: numpy buffers and generator states want it there
     checkpoint.check_same_run(state["config"], cfg, run_dir)
     algo.load_state_dict(state["algo"])
     checkpoint.set_global_rng_state(state["rng"])

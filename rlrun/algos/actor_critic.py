@@ -118,6 +118,7 @@ class OnPolicy:
             "optimizer": self.optimizer.state_dict(),
             "rng": self.rng.bit_generator.state,
             "steps": self.steps,
+            "collector": self.collector.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -125,6 +126,7 @@ class OnPolicy:
         self.optimizer.load_state_dict(state["optimizer"])
         self.rng.bit_generator.state = state["rng"]
         self.steps = state["steps"]
+        self.collector.load_state_dict(state["collector"])
 
 
 class ActorCritic(OnPolicy):

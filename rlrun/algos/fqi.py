@@ -193,6 +193,7 @@ class FittedQIteration:
         }
         if self.collector is not None:  # offline, the dataset file already holds the buffer
             state["buffer"] = self.buffer.state_dict()
+            state["collector"] = self.collector.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -201,5 +202,6 @@ class FittedQIteration:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.collector is not None:
             self.buffer.load_state_dict(state["buffer"])
+            self.collector.load_state_dict(state["collector"])
         self.env_steps = state["env_steps"]
         self.rng.bit_generator.state = state["rng"]

@@ -161,6 +161,7 @@ class QTOpt:
             "q_target": self.q_target.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "buffer": self.buffer.state_dict(),
+            "collector": self.collector.state_dict(),
             "env_steps": self.env_steps,
             "rng": self.rng.bit_generator.state,
             "train_generator": self.train_generator.get_state(),
@@ -172,6 +173,7 @@ class QTOpt:
         self.q_target.load_state_dict(state["q_target"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.buffer.load_state_dict(state["buffer"])
+        self.collector.load_state_dict(state["collector"])
         self.env_steps = state["env_steps"]
         self.rng.bit_generator.state = state["rng"]
         self.train_generator.set_state(state["train_generator"])
