@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlrun import sweep
 from tests.conftest import TINY, make_config, run_cli
@@ -46,6 +47,14 @@ def test_parallel_launcher_runs_two_jobs_and_a_sweep_of_seeds_only_is_named_afte
     for seed in (0, 1):
         run_dir = sweep_dir / "reinforce_cartpole" / f"seed={seed}"
         assert json.loads((run_dir / "summary.json").read_text())["env_steps"] >= 600
+        # each run states its session only; an experiment summary per run would make TensorBoard's
+        # HPARAMS table take one run's keys for all runs of the sweep
+        events = EventAccumulator(str(run_dir / "tb"))
+        events.Reload()
+        assert set(events.PluginTagToContent("hparams")) == {
+            "_hparams_/session_start_info",
+            "_hparams_/session_end_info",
+        }
 
 
 def test_setting_folder_falls_back_when_nothing_but_the_seed_is_swept():
