@@ -111,6 +111,7 @@ RULES: dict[str, Rule] = {
     "resume": optional(text()),
     "eval.every": integer(0),
     "eval.episodes": integer(1),
+    "eval.stop_at": optional(Rule(_is_number, "a number")),
     "eval.video": flag(),
     "eval.video_every": integer(0),
     "log.progress": choice("auto", "bar", "lines", "none"),

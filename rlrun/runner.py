@@ -192,8 +192,12 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         logger.video(evaluate.VIDEO_TAG, x(), evaluate.tensorboard_clip(frames), fps)
         progress.video_at = x()
 
+    def target_reached() -> bool:
+        stop_at = cfg.eval.stop_at
+        return stop_at is not None and bool(progress.eval_returns) and np.mean(progress.eval_returns) >= stop_at
+
     def done() -> bool:
-        return progress.step >= cfg.total_timesteps or getattr(algo, "finished", False)
+        return progress.step >= cfg.total_timesteps or getattr(algo, "finished", False) or target_reached()
 
     def save() -> Path:
         logger.flush()  # every point up to this checkpoint is on disk before the checkpoint is

@@ -117,3 +117,11 @@ def test_user_config_dir_adds_options_to_the_groups(tmp_cwd):
     )
     out = run_cli("--config-dir", "mine", "env=short_pole", "--cfg", "job", cwd=tmp_cwd).stdout
     assert "max_episode_steps: 50" in out and "name: short_pole" in out
+
+
+def test_training_stops_at_the_first_evaluation_that_reaches_stop_at(tmp_path):
+    cfg = make_config("total_timesteps=100000", "eval.every=300", "eval.episodes=2", "eval.stop_at=0", "log.progress=none")
+    runner.train(cfg, tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    evals = read_scalars(tmp_path)["eval/episodic_return"]
+    assert len(evals) == 1 and evals[0][0] == summary["env_steps"] < 1000  # CartPole episodes are <= 500 steps
