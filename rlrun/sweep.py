@@ -59,6 +59,7 @@ def train_seeds(cfg: DictConfig, run_dir: Path) -> float:
 def isolated(train: Callable[[], float], run_dir: Path) -> float:
     """Run one sweep job; on any error, log it, write `failed.json` and return NaN instead of
     raising, so the launcher goes on with the other jobs."""
+    (run_dir / FAILED_FILE).unlink(missing_ok=True)  # a job run again in its folder reports afresh
     try:
         return train()
     except Exception as err:  # any failure of one job must leave the sweep running
