@@ -34,7 +34,7 @@ log = logging.getLogger("rlrun")
 # The presets in configs/env/ whose envs expose a model; named in the error for any other env.
 MODEL_ENVS = ("frozenlake", "taxi", "cliffwalking")
 
-# Advantages this small are round-off of the evaluation, not a better action; following them could cycle.
+# Advantages this small are round-off, not a better action; following them makes exact ties flip back and forth.
 IMPROVEMENT_TOLERANCE = 1e-9
 
 # Grid worlds drawn as a heat map: their layout and the direction each action moves in.
@@ -312,9 +312,10 @@ class ValueIteration(DynamicProgramming):
         new_V = Q.max(axis=1)
         residual = float(np.abs(new_V - self.V).max())
         self.V[:] = new_V
-        greedy = Q.argmax(axis=1)
-        changes = int((greedy != self.pi).sum())
-        self.pi[:] = greedy
+        # the greedy policy, keeping the current action unless another is strictly better
+        better = new_V > Q[np.arange(self.model.n_states), self.pi] + IMPROVEMENT_TOLERANCE
+        changes = int(better.sum())
+        self.pi[better] = Q[better].argmax(axis=1)
         return 0, self.report(residual, changes, converged=residual < self.cfg.theta)
 
 
