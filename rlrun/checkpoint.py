@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,9 @@ def atomic_save(obj: Any, path: Path) -> None:
 def safe_load(path: Path, device: str | torch.device = "cpu") -> Any:
     """The file's contents; a ConfigError if it holds anything but plain data, or is damaged."""
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about a foreign pickle protocol, then refuses it
+            return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         reason = next((line for line in lines if "nsupported" in line), lines[-1] if lines else "")
