@@ -65,7 +65,7 @@ def stop(code: int, message: str) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | None:
     from rlrun import runner  # torch only once Hydra has parsed the command line
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)

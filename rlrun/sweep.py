@@ -1,15 +1,14 @@
 """What a sweep needs beyond one run: folder names, several seeds per job, and jobs that fail alone.
 
 A failing job of a sweep (`rlrun -m ...`) does not stop the others: its error goes to its own log
-and to `failed.json` in its folder, it returns NaN (Optuna marks that trial failed), and
-`SweepHooks` lists every failed job with its overrides and log once the sweep is over.
+and to `failed.json` in its folder, it returns no value (None: Optuna marks that trial failed and
+goes on), and `SweepHooks` lists every failed job with its overrides and log once the sweep is over.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -56,9 +55,10 @@ def train_seeds(cfg: DictConfig, run_dir: Path) -> float:
     return sum(returns) / len(returns)
 
 
-def isolated(train: Callable[[], float], run_dir: Path) -> float:
-    """Run one sweep job; on any error, log it, write `failed.json` and return NaN instead of
-    raising, so the launcher goes on with the other jobs."""
+def isolated(train: Callable[[], float], run_dir: Path) -> float | None:
+    """Run one sweep job; on any error, log it, write `failed.json` and return None instead of
+    raising, so the launcher goes on with the other jobs. (Not NaN: Optuna 2's sweeper crashes on
+    a NaN objective; a value that is not a number it records as a failed trial.)"""
     (run_dir / FAILED_FILE).unlink(missing_ok=True)  # a job run again in its folder reports afresh
     try:
         return train()
@@ -76,7 +76,7 @@ def isolated(train: Callable[[], float], run_dir: Path) -> float:
             "log": str(hydra_cfg.job_logging.handlers.file.filename),
         }
         (run_dir / FAILED_FILE).write_text(json.dumps(record, indent=2))
-        return math.nan
+        return None
 
 
 class SweepHooks(Callback):
