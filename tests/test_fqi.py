@@ -89,7 +89,7 @@ def test_online_run_then_a_dataset_from_its_model_then_an_offline_run(tmp_cwd):
 @pytest.mark.parametrize(
     "override, allowed",
     [
-        ("algo.N=64", "algo.N=64 is not allowed: >= algo.batch_size (128)"),
+        ("algo.N=32", "algo.N=32 is not allowed: >= algo.batch_size (64)"),
         ("algo.N=250", "algo.N=250 is not allowed: a multiple of algo.num_envs (8)"),
         ("algo.K=0", "algo.K=0 is not allowed: an integer >= 1"),
         ("algo.S=0", "algo.S=0 is not allowed: an integer >= 1"),
@@ -106,5 +106,5 @@ def test_bad_input_is_one_config_error(override, allowed):
 
 def test_a_dataset_smaller_than_a_batch_is_refused(tmp_path):
     datasets.save(tmp_path / "small.npz", HAND_MADE)
-    with pytest.raises(ConfigError, match="algo.batch_size=128 is not allowed: <= the dataset's 3 transitions"):
+    with pytest.raises(ConfigError, match="algo.batch_size=64 is not allowed: <= the dataset's 3 transitions"):
         runner.build(make_config("algo=fqi", f"algo.dataset={tmp_path / 'small.npz'}"))

@@ -45,7 +45,7 @@ def test_an_iteration_steps_both_qs_s_times():
 @pytest.mark.parametrize(
     "override, allowed",
     [
-        ("algo.cem_elites=100", "algo.cem_elites=100 is not allowed: <= algo.cem_samples (64)"),
+        ("algo.cem_elites=100", "algo.cem_elites=100 is not allowed: <= algo.cem_samples (32)"),
         ("algo.N=16", "algo.N=16 is not allowed: >= algo.batch_size (32)"),
         ("algo.S=0", "algo.S=0 is not allowed: an integer >= 1"),
         ("algo.cem_init_std=0", "algo.cem_init_std=0 is not allowed: a number > 0"),
