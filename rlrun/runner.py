@@ -138,6 +138,15 @@ def check_finite(step: int, metrics: dict, algo, last_good: Path | None) -> None
         raise Diverged(f"training diverged at step {step}: {', '.join(bad)} not finite; stopped without saving ({kept})")
 
 
+def after_earlier_event_files(tb_dir: Path) -> None:
+    """Wait, if need be, into a second later than the newest event file's. TensorBoard reads a run's
+    files in name order, whose first field is the second they were opened in; the purge of what an
+    earlier attempt logged after the checkpoint works only if the new file comes after its file."""
+    opened = [int(p.name.split(".")[3]) for p in tb_dir.glob("events.out.tfevents.*")]
+    while opened and time.time() < max(opened) + 1:
+        time.sleep(0.05)
+
+
 def resume(cfg: DictConfig, run_dir: Path, algo) -> Progress:
     """Load the newest checkpoint in `run_dir` into `algo` and the global generators and return
     the runner's state from it; a fresh Progress when the folder holds none (a new run)."""
@@ -179,6 +188,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         return progress.iterations if per_iteration else progress.step
 
     evaluator = Evaluator(cfg.env, cfg.eval.episodes, cfg.seed)
+    after_earlier_event_files(run_dir / "tb")
     logger = Logger(run_dir, cfg, start_step=x())
     last_good = checkpoint.latest_checkpoint(run_dir)
 
