@@ -22,7 +22,7 @@ def run_sweep(launcher: str | None, overrides: list[str], sweep_dir: Path) -> fl
         cmd.insert(2, f"launcher={launcher}")
     print("$", " ".join(cmd), flush=True)
     start = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         print(proc.stderr[-3000:], file=sys.stderr)
@@ -40,7 +40,9 @@ def main() -> None:
     args = parser.parse_args()
     timed = run_sweep(args.launcher, args.overrides, args.out / args.launcher)
     basic = run_sweep(None, args.overrides, args.out / "basic")
-    print(f"launcher={args.launcher}: {timed:.1f} s | basic (sequential): {basic:.1f} s | speed-up {basic / timed:.2f}x")
+    print(
+        f"launcher={args.launcher}: {timed:.1f} s | basic (sequential): {basic:.1f} s | speed-up {basic / timed:.2f}x"
+    )
 
 
 if __name__ == "__main__":
