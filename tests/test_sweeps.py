@@ -7,9 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlrun import sweep
+from rlrun.cli import config_dir
 from tests.conftest import TINY, make_config, run_cli
 
 
@@ -19,8 +22,8 @@ def only_sweep_dir(cwd: Path) -> Path:
     return sweeps[0]
 
 
-def test_failing_job_leaves_the_others_running_and_is_reported_with_overrides_and_log(tmp_cwd):
-    proc = run_cli("-m", "algo.lr=-1,0.01", "seed=0,1", *TINY, cwd=tmp_cwd, check=False)
+def test_parallel_sweep_with_a_failing_setting_finishes_the_others_and_reports_the_failures(tmp_cwd):
+    proc = run_cli("-m", "launcher=parallel", "algo.lr=-1,0.01", "seed=0,1", *TINY, cwd=tmp_cwd, check=False)
     sweep_dir = only_sweep_dir(tmp_cwd)
     # one folder per setting, named by what the sweep varies; the seeds side by side beneath it
     assert sorted(str(p.relative_to(sweep_dir)) for p in sweep_dir.glob("*/seed=*")) == [
@@ -29,8 +32,17 @@ def test_failing_job_leaves_the_others_running_and_is_reported_with_overrides_an
         "algo.lr=0.01/seed=0",
         "algo.lr=0.01/seed=1",
     ]
-    for seed in (0, 1):  # the jobs after the failed ones ran to the end
-        assert (sweep_dir / "algo.lr=0.01" / f"seed={seed}" / "summary.json").is_file()
+    for seed in (0, 1):  # the two good jobs ran to the end in the launcher's worker processes
+        run_dir = sweep_dir / "algo.lr=0.01" / f"seed={seed}"
+        assert json.loads((run_dir / "summary.json").read_text())["env_steps"] >= 600
+        # each run states its session only; an experiment summary per run would make TensorBoard's
+        # HPARAMS table take one run's keys for all runs of the sweep
+        events = EventAccumulator(str(run_dir / "tb"))
+        events.Reload()
+        assert set(events.PluginTagToContent("hparams")) == {
+            "_hparams_/session_start_info",
+            "_hparams_/session_end_info",
+        }
     assert proc.returncode == 1
     report = proc.stderr[proc.stderr.index("rlrun: 2 job(s) of the sweep") :]
     for seed in (0, 1):
@@ -41,25 +53,18 @@ def test_failing_job_leaves_the_others_running_and_is_reported_with_overrides_an
     assert "rlrun: error: algo.lr=-1 is not allowed: a number > 0" in report
 
 
-def test_parallel_launcher_runs_two_jobs_and_a_sweep_of_seeds_only_is_named_after_algo_and_env(tmp_cwd):
-    run_cli("-m", "launcher=parallel", "seed=0,1", *TINY, cwd=tmp_cwd)
-    sweep_dir = only_sweep_dir(tmp_cwd)
-    for seed in (0, 1):
-        run_dir = sweep_dir / "reinforce_cartpole" / f"seed={seed}"
-        assert json.loads((run_dir / "summary.json").read_text())["env_steps"] >= 600
-        # each run states its session only; an experiment summary per run would make TensorBoard's
-        # HPARAMS table take one run's keys for all runs of the sweep
-        events = EventAccumulator(str(run_dir / "tb"))
-        events.Reload()
-        assert set(events.PluginTagToContent("hparams")) == {
-            "_hparams_/session_start_info",
-            "_hparams_/session_end_info",
-        }
-
-
-def test_setting_folder_falls_back_when_nothing_but_the_seed_is_swept():
-    assert sweep.setting_dirname("", "reinforce_cartpole") == "reinforce_cartpole"
-    assert sweep.setting_dirname("algo=reinforce", "reinforce_cartpole") == "algo=reinforce"
+@pytest.mark.parametrize(
+    "overrides, subdir",
+    [
+        (["seed=3"], "reinforce_cartpole/seed=3"),  # nothing but the seed swept: named after algo and env
+        (["algo.lr=0.1", "seed=3"], "algo.lr=0.1/seed=3"),
+        (["launcher=parallel", "algo=actor_critic", "seed=1"], "algo=actor_critic/seed=1"),
+    ],
+)
+def test_sweep_job_folder_is_its_setting_with_the_seed_beneath(overrides, subdir):
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    assert OmegaConf.select(cfg, "hydra.sweep.subdir") == subdir
 
 
 def test_several_seeds_in_one_job_run_side_by_side_and_return_their_mean(tmp_path):
