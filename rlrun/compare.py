@@ -112,7 +112,13 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
     keys = label_keys([g.setting for g in groups.values()])
     for group in groups.values():
         group.label = " ".join(f"{_show_key(k)}={_show_value(group.setting.get(k))}" for k in keys)
-    return sorted(groups.values(), key=lambda g: g.label)
+    return sorted(groups.values(), key=lambda g: [_order(g.setting.get(k)) for k in keys])
+
+
+def _order(value: Any) -> tuple:
+    """Numbers by size (N=6 before N=15), then everything else by its text."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return (0, value, "") if number else (1, 0, str(value))
 
 
 def label_keys(settings: Sequence[dict[str, Any]]) -> list[str]:
