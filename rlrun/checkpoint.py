@@ -154,7 +154,9 @@ def checkpoint_path(path: str | Path) -> Path:
         return path
     found = latest_checkpoint(path) if path.is_dir() else None
     if found is None:
-        raise ConfigError("checkpoint", str(path), f"a run directory holding {CHECKPOINT_DIR}/step_*.pt, or such a file")
+        raise ConfigError(
+            "checkpoint", str(path), f"a run directory holding {CHECKPOINT_DIR}/step_*.pt, or such a file"
+        )
     return found
 
 
@@ -177,7 +179,9 @@ def check_same_run(saved: dict, cfg: DictConfig, run_dir: Path) -> None:
         if key.split(".")[0] in MUTABLE_KEYS or before.get(key) == now.get(key):
             continue
         raise ConfigError(
-            key, now.get(key), f"{before.get(key)!r}, as the run in {run_dir} was made with (resume may change only {MUTABLE_TEXT})"
+            key,
+            now.get(key),
+            f"{before.get(key)!r}, as the run in {run_dir} was made with (resume may change only {MUTABLE_TEXT})",
         )
 
 

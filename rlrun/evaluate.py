@@ -110,7 +110,9 @@ def parse_args(argv: list[str]) -> tuple[str, dict]:
         options[key] = yaml.safe_load(value)
         RULES[key](key, options[key])
     if path is None:
-        raise ConfigError("path", None, "a run directory or checkpoint file: rlrun-eval RUN_DIR [episodes=20] [video=true]")
+        raise ConfigError(
+            "path", None, "a run directory or checkpoint file: rlrun-eval RUN_DIR [episodes=20] [video=true]"
+        )
     return path, options
 
 
@@ -138,7 +140,9 @@ def evaluate(path: str, episodes: int, video: bool, seed: int | None, device: st
     if video:
         run_dir = run_dir_of(found)
         name = f"rlrun-eval-step_{step:012d}"
-        episode_return, frames, fps = record_episode(cfg.env, algo.act, runner.eval_seed(seed), run_dir / VIDEO_DIR, name)
+        episode_return, frames, fps = record_episode(
+            cfg.env, algo.act, runner.eval_seed(seed), run_dir / VIDEO_DIR, name
+        )
         with SummaryWriter(str(run_dir / "tb")) as writer:
             writer.add_video(VIDEO_TAG, tensorboard_clip(frames), step, fps=fps)
         print(f"video of one episode (return {episode_return:.2f}): {run_dir / VIDEO_DIR / name}-episode-0.mp4")

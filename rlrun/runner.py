@@ -114,7 +114,9 @@ class StopOnSignal:
     def request(self, signum: int, frame) -> None:
         self.signum = signum
         self.__exit__()
-        log.warning("%s: saving a checkpoint after this iteration (again to stop without saving)", signal.strsignal(signum))
+        log.warning(
+            "%s: saving a checkpoint after this iteration (again to stop without saving)", signal.strsignal(signum)
+        )
 
     def __exit__(self, *exc) -> None:
         for signum, handler in self.previous.items():
@@ -135,7 +137,9 @@ def check_finite(step: int, metrics: dict, algo, last_good: Path | None) -> None
             bad.append(f"parameters of {name}")
     if bad:
         kept = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was saved before it"
-        raise Diverged(f"training diverged at step {step}: {', '.join(bad)} not finite; stopped without saving ({kept})")
+        raise Diverged(
+            f"training diverged at step {step}: {', '.join(bad)} not finite; stopped without saving ({kept})"
+        )
 
 
 def after_earlier_event_files(tb_dir: Path) -> None:
@@ -153,7 +157,9 @@ def resume(cfg: DictConfig, run_dir: Path, algo) -> Progress:
     if cfg.resume is not None:
         wanted = Path(cfg.resume).resolve()
         if wanted != run_dir.resolve() and wanted not in run_dir.resolve().parents:  # parents: seed=<n>/ of seeds>1
-            raise ConfigError("resume", cfg.resume, f"the folder this run writes to ({run_dir}); not with -m or hydra.run.dir")
+            raise ConfigError(
+                "resume", cfg.resume, f"the folder this run writes to ({run_dir}); not with -m or hydra.run.dir"
+            )
         if not any(wanted.rglob("step_*.pt")):
             raise ConfigError("resume", cfg.resume, f"a run directory holding {checkpoint.CHECKPOINT_DIR}/step_*.pt")
     path = checkpoint.latest_checkpoint(run_dir)
@@ -198,7 +204,9 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
 
     def record_video() -> None:
         name = f"step_{x():012d}"
-        _, frames, fps = evaluate.record_episode(cfg.env, algo.act, eval_seed(cfg.seed), run_dir / evaluate.VIDEO_DIR, name)
+        _, frames, fps = evaluate.record_episode(
+            cfg.env, algo.act, eval_seed(cfg.seed), run_dir / evaluate.VIDEO_DIR, name
+        )
         logger.video(evaluate.VIDEO_TAG, x(), evaluate.tensorboard_clip(frames), fps)
         progress.video_at = x()
 
@@ -211,7 +219,11 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
 
     def save() -> Path:
         logger.flush()  # every point up to this checkpoint is on disk before the checkpoint is
-        state = {"algo": algo.state_dict(), "runner": asdict(progress), "config": OmegaConf.to_container(cfg, resolve=True)}
+        state = {
+            "algo": algo.state_dict(),
+            "runner": asdict(progress),
+            "config": OmegaConf.to_container(cfg, resolve=True),
+        }
         return checkpoint.save_checkpoint(run_dir, x(), state, cfg.checkpoint.keep)
 
     with StopOnSignal() as stop:
@@ -235,7 +247,9 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
                 logger.progress(progress.step)
             if not done():
                 path = save()
-                raise Interrupted(stop.signum, f"stopped by {signal.strsignal(stop.signum)} at step {x()}; saved {path}")
+                raise Interrupted(
+                    stop.signum, f"stopped by {signal.strsignal(stop.signum)} at step {x()}; saved {path}"
+                )
             if progress.evaluated_at != x():
                 run_eval()
             if cfg.eval.video and progress.video_at != x():
@@ -255,6 +269,10 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     log.info(
         "final eval return %.2f ± %.2f | %d env steps | %.1f s training | %s",
-        summary["eval_return_mean"], summary["eval_return_std"], progress.step, progress.train_seconds, run_dir,
+        summary["eval_return_mean"],
+        summary["eval_return_std"],
+        progress.step,
+        progress.train_seconds,
+        run_dir,
     )
     return summary["eval_return_mean"]

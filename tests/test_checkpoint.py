@@ -37,7 +37,9 @@ checkpoint.save_checkpoint(run_dir, 200, {"weights": torch.ones(3)}, keep=2)
 
 
 def test_a_kill_during_save_leaves_the_previous_checkpoint_loadable(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", KILLED_DURING_SAVE, str(tmp_path)], capture_output=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_DURING_SAVE, str(tmp_path)], check=False, capture_output=True, timeout=120
+    )
     assert proc.returncode == -signal.SIGKILL
     folder = tmp_path / checkpoint.CHECKPOINT_DIR
     assert (folder / "step_000000000200.pt.tmp").exists()  # the torn write, never under a checkpoint's name
@@ -105,7 +107,9 @@ def poison(kind: str, on_call: int):
 
 
 @pytest.mark.parametrize("kind,named", [("loss", "losses/policy_loss=nan"), ("parameter", "parameters of policy")])
-def test_a_non_finite_loss_or_parameter_stops_the_run_keeping_the_last_good_checkpoint(tmp_path, monkeypatch, kind, named):
+def test_a_non_finite_loss_or_parameter_stops_the_run_keeping_the_last_good_checkpoint(
+    tmp_path, monkeypatch, kind, named
+):
     iterate, steps = poison(kind, on_call=3)
     monkeypatch.setattr(Reinforce, "iterate", iterate)
     cfg = make_config("total_timesteps=100000", "checkpoint.every=1", "checkpoint.keep=5", *SMALL)
@@ -123,4 +127,6 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_training(tmp_
     proc = run_cli("hydra.run.dir=a_file/run", "total_timesteps=100", cwd=tmp_cwd, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert lines == ["rlrun: error: hydra.run.dir='a_file/run' is not allowed: a folder rlrun can write to (Not a directory)"]
+    assert lines == [
+        "rlrun: error: hydra.run.dir='a_file/run' is not allowed: a folder rlrun can write to (Not a directory)"
+    ]

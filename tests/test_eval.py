@@ -64,7 +64,10 @@ def test_rlrun_eval_video_writes_an_mp4_of_the_episode_and_logs_it(trained, caps
         (["RUN", "episodes=0"], "episodes=0 is not allowed: an integer >= 1"),
         (["RUN", "video=maybe"], "video='maybe' is not allowed: true or false"),
         (["RUN", "speed=2"], "speed='2' is not allowed: a key among episodes, video, seed, device"),
-        (["no/such/run"], "checkpoint='no/such/run' is not allowed: a run directory holding checkpoints/step_*.pt, or such a file"),
+        (
+            ["no/such/run"],
+            "checkpoint='no/such/run' is not allowed: a run directory holding checkpoints/step_*.pt, or such a file",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(trained, capsys, args, shown):

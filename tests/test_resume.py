@@ -91,7 +91,9 @@ def test_sigint_saves_a_checkpoint_after_the_iteration_and_stops(tmp_path, monke
         return n, metrics
 
     monkeypatch.setattr(Reinforce, "iterate", iterate)
-    cfg = make_config("total_timesteps=100000", "checkpoint.every=0", "eval.every=0", "eval.episodes=1", "log.progress=none")
+    cfg = make_config(
+        "total_timesteps=100000", "checkpoint.every=0", "eval.every=0", "eval.episodes=1", "log.progress=none"
+    )
     with pytest.raises(runner.Interrupted) as err:
         runner.train(cfg, tmp_path)
     assert err.value.signum == signal.SIGINT and f"at step {sum(steps)}" in str(err.value)
