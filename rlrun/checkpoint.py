@@ -189,7 +189,7 @@ def restore_config(run_dir: Path) -> None:
     """Put back `.hydra/config.yaml` of an existing run after a refused attempt to continue it:
     Hydra writes the new command line's config there before rlrun can check it."""
     path = latest_checkpoint(run_dir)
-    if path is not None:
+    if path is not None and (run_dir / ".hydra").is_dir():
         saved = safe_load(path)["config"]
         OmegaConf.save(OmegaConf.create(saved), run_dir / ".hydra" / "config.yaml")
 
