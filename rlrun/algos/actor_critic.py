@@ -37,6 +37,7 @@ RULES = {
     "value_coef": number(0),
     "entropy_coef": number(0),
     "lr": number(0, low_open=True),
+    "lr_anneal_steps": optional(integer(1)),
     "max_grad_norm": optional(number(0, low_open=True)),
     "shared": flag(),
     "hidden_sizes": layers(),
@@ -93,6 +94,12 @@ class OnPolicy:
         actions = self.net.deterministic(self.tensor(obs)).cpu().numpy()
         return actions if self.bounds is None else np.clip(actions, *self.bounds)
 
+    def anneal_lr(self) -> float:
+        """Decay the learning rate linearly from `lr` to 0 over `lr_anneal_steps` env steps; return it."""
+        if self.cfg.lr_anneal_steps is not None:
+            self.optimizer.param_groups[0]["lr"] = self.cfg.lr * max(0.0, 1 - self.steps / self.cfg.lr_anneal_steps)
+        return self.optimizer.param_groups[0]["lr"]
+
     def gradient_step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad()
         loss.backward()
@@ -136,7 +143,9 @@ class ActorCritic(OnPolicy):
         super().__init__(cfg, ctx, "actor_critic", num_envs=1 if cfg.online else cfg.N)
 
     def iterate(self) -> tuple[int, dict[str, float]]:
-        return self.online_box() if self.cfg.online else self.batched_box()
+        lr = self.anneal_lr()
+        steps, metrics = self.online_box() if self.cfg.online else self.batched_box()
+        return steps, {**metrics, "charts/learning_rate": lr}
 
     def online_box(self) -> tuple[int, dict[str, float]]:
         gamma = self.cfg.gamma

@@ -56,8 +56,7 @@ class PPO(OnPolicy):
 
     def iterate(self) -> tuple[int, dict[str, float]]:
         cfg = self.cfg
-        if cfg.lr_anneal_steps is not None:
-            self.optimizer.param_groups[0]["lr"] = cfg.lr * max(0.0, 1 - self.steps / cfg.lr_anneal_steps)
+        lr = self.anneal_lr()
 
         # 1. take T actions in each of N envs with pi_old
         rollout = self.collector.collect(self.sample, cfg.T)
@@ -100,7 +99,7 @@ class PPO(OnPolicy):
             "losses/approx_kl": approx_kl,
             "losses/clipfrac": clipfrac,
             **explained_variance(new_values, batch["returns"]),
-            "charts/learning_rate": self.optimizer.param_groups[0]["lr"],
+            "charts/learning_rate": lr,
             **self.episode_metrics(rollout),
         }
         return rollout.steps, metrics
