@@ -7,8 +7,8 @@ samples go through f as one tensor; the only Python loop is over the few iterati
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

@@ -9,8 +9,9 @@ list the same keys.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 

@@ -7,8 +7,8 @@ when the caller has a value function (and from 0 otherwise).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import gymnasium as gym
 import numpy as np

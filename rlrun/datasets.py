@@ -21,8 +21,8 @@ from __future__ import annotations
 import argparse
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import gymnasium as gym
 import numpy as np

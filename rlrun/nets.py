@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import itertools
+from collections.abc import Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -173,7 +174,7 @@ class StateActionQ(nn.Module):
         self.encode = ObsEncoder(obs_space)
         sizes = [self.encode.dim + int(np.prod(action_space.shape)), *hidden_sizes, 1]
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        for fan_in, fan_out in itertools.pairwise(sizes):
             bound = 1 / np.sqrt(fan_in)  # nn.Linear's default initialisation range
             self.weights.append(nn.Parameter(torch.empty(n, fan_in, fan_out).uniform_(-bound, bound)))
             self.biases.append(nn.Parameter(torch.empty(n, 1, fan_out).uniform_(-bound, bound)))

@@ -39,7 +39,7 @@ def first_reach(scalars: dict, threshold: float) -> tuple[int | None, float | No
 def run_seed(overrides: list[str], seed: int, out: Path) -> dict:
     run_dir = out / f"seed_{seed}"
     cmd = ["rlrun", *overrides, f"seed={seed}", f"hydra.run.dir={run_dir}", "log.progress=none"]
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
     if proc.returncode != 0:
         sys.exit(f"seed {seed} failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -70,7 +70,7 @@ def main() -> None:
             "steps_per_second": result["env_steps"] / result["train_seconds"],
         }
         rows.append(row)
-        fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+        fmt = lambda v, spec: "-" if v is None else format(v, spec)
         print(
             f"{seed:>4} {fmt(steps, 'd'):>12} {fmt(seconds, '.1f'):>11} "
             f"{row['final_eval']:>10.1f} {row['steps_per_second']:>9.0f}",

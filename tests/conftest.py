@@ -26,7 +26,7 @@ def run_cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedPr
     """`rlrun ARGS` as a user would type it (through the installed entry point's module)."""
     env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
     proc = subprocess.run(
-        [sys.executable, "-m", "rlrun.cli", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-m", "rlrun.cli", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300, check=False
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"rlrun {' '.join(args)} failed:\n{proc.stderr}")

@@ -15,7 +15,7 @@ def quadratic(centres: torch.Tensor):
 
 
 def search(f, batch, low, high, **kw):
-    settings = dict(iterations=6, samples=64, elites=6, init_std=1.0, generator=torch.Generator().manual_seed(0))
+    settings = {"iterations": 6, "samples": 64, "elites": 6, "init_std": 1.0, "generator": torch.Generator().manual_seed(0)}
     return cem.maximize(f, batch, torch.tensor(low), torch.tensor(high), **{**settings, **kw})
 
 

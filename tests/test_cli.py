@@ -106,7 +106,7 @@ def test_unknown_algorithm_lists_the_choices(tmp_cwd):
 
 def test_help_lists_the_config_groups(tmp_cwd):
     out = run_cli("--help", cwd=tmp_cwd).stdout
-    assert re.search(r"^algo: .*reinforce", out, re.M) and re.search(r"^env: .*cartpole", out, re.M)
+    assert re.search(r"^algo: .*reinforce", out, re.MULTILINE) and re.search(r"^env: .*cartpole", out, re.MULTILINE)
     assert "total_timesteps" in out
 
 

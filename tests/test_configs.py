@@ -68,7 +68,7 @@ def test_every_yaml_key_has_a_comment(path):
         if re.match(r"^(hydra|defaults):", line):
             in_block = True  # Hydra's own settings and the defaults list follow Hydra's docs
             continue
-        if in_block and (line.startswith(" ") or line.startswith("-") or not line.strip()):
+        if in_block and (line.startswith((" ", "-")) or not line.strip()):
             continue
         in_block = False
         if re.match(r"^\s*[A-Za-z_][\w.]*\s*:", line) and not line.lstrip().startswith("#"):

@@ -64,8 +64,6 @@ class OnPolicy:
     Each algorithm's `iterate()` is its own box; this holds only the plumbing around it.
     """
 
-    RULES: dict = {}
-
     def __init__(self, cfg, ctx: Context, name: str, num_envs: int):
         obs_space, action_space = ctx.spaces
         envs.require_action_space(ctx.env_cfg, action_space, (gym.spaces.Discrete, gym.spaces.Box), name)
