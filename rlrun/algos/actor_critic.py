@@ -26,12 +26,11 @@ from rlrun.config import choice, flag, integer, layers, number, optional
 from rlrun.data import RolloutCollector, discounted_returns, gae
 from rlrun.nets import ActorCritic as ActorCriticNet
 
-RULES = {
-    "online": flag(),
+# The keys actor_critic and ppo share; `OnPolicy` and both boxes read them.
+ON_POLICY_RULES = {
     "N": integer(1),
     "T": integer(1),
     "gamma": number(0, 1),
-    "advantage": choice("nstep", "gae"),
     "gae_lambda": number(0, 1),
     "normalize_advantages": flag(),
     "value_coef": number(0),
@@ -44,6 +43,8 @@ RULES = {
     "activation": choice("tanh", "relu"),
     "log_std_init": number(-20, 2),
 }
+
+RULES = {"online": flag(), "advantage": choice("nstep", "gae"), **ON_POLICY_RULES}
 
 
 def masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -14,29 +14,16 @@ from __future__ import annotations
 import torch
 
 from rlrun.algos import Context
-from rlrun.algos.actor_critic import OnPolicy, explained_variance
-from rlrun.config import ConfigError, choice, flag, integer, layers, number, optional
+from rlrun.algos.actor_critic import ON_POLICY_RULES, OnPolicy, explained_variance
+from rlrun.config import ConfigError, integer, number, optional
 from rlrun.data import gae
 
 RULES = {
-    "N": integer(1),
-    "T": integer(1),
-    "gamma": number(0, 1),
-    "gae_lambda": number(0, 1),
+    **ON_POLICY_RULES,
     "epochs": integer(1),
     "minibatch_size": integer(1),
     "clip_range": number(0, low_open=True),
     "value_clip": optional(number(0, low_open=True)),
-    "normalize_advantages": flag(),
-    "value_coef": number(0),
-    "entropy_coef": number(0),
-    "lr": number(0, low_open=True),
-    "lr_anneal_steps": optional(integer(1)),
-    "max_grad_norm": optional(number(0, low_open=True)),
-    "shared": flag(),
-    "hidden_sizes": layers(),
-    "activation": choice("tanh", "relu"),
-    "log_std_init": number(-20, 2),
 }
 
 
