@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from rlrun import envs, runner
+from rlrun.algos import actor_critic
 from rlrun.config import ConfigError
 from rlrun.data import RolloutCollector, discounted_returns, gae
 from tests.conftest import TINY, make_config, read_scalars, run_cli
@@ -77,12 +78,31 @@ def test_online_box_updates_once_per_transition_and_never_on_a_reset_step():
     collected = []
     collect = algo.collector.collect
     algo.collector.collect = lambda sample, T: collected.append(collect(sample, T)) or collected[-1]
-    results = [algo.iterate() for _ in range(5)]
-    assert [steps for steps, _ in results] == [1] * 5
+    transitions = [algo.online_box()[0] for _ in range(5)]
+    assert [t.steps for t in transitions] == [1] * 5
     assert len(collected) == 7  # 5 transitions and the 2 reset steps after the first two episodes
     assert sum(not r.valid.any() for r in collected) == 2
-    assert all(LOSS_TAGS <= set(metrics) for _, metrics in results)
-    assert [m["charts/episodic_length"] for _, m in results if "charts/episodic_length" in m] == [2, 2]
+    assert [length for t in transitions for length in t.episode_lengths] == [2, 2]
+
+
+def test_one_iteration_is_online_boxes_transitions_with_their_mean_losses():
+    algo = runner.build(make_config("algo=actor_critic", "algo.online=true", "env.max_episode_steps=10"))
+    boxes = []
+    box = algo.online_box
+
+    def recorded_box():
+        boxes.append(box())
+        return boxes[-1]
+
+    algo.online_box = recorded_box
+    steps, metrics = algo.iterate()
+    assert steps == len(boxes) == actor_critic.ONLINE_BOXES
+    policy_loss, value_loss, entropy = torch.stack([losses for _, losses in boxes]).mean(0).tolist()
+    assert metrics["losses/policy_loss"] == pytest.approx(policy_loss)
+    assert metrics["losses/value_loss"] == pytest.approx(value_loss)
+    assert metrics["losses/entropy"] == pytest.approx(entropy)
+    lengths = [length for transition, _ in boxes for length in transition.episode_lengths]
+    assert len(lengths) >= 10 and metrics["charts/episodic_length"] == pytest.approx(np.mean(lengths))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -94,7 +114,7 @@ def test_online_box_moves_v_toward_its_target_and_pi_along_the_advantage(seed):
     collect = algo.collector.collect
     algo.collector.collect = lambda sample, T: seen.append(collect(sample, T)) or seen[-1]
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    algo.iterate()
+    algo.online_box()
     s, s_next = torch.as_tensor(seen[-1].obs[:, 0])
     a, r = torch.as_tensor(seen[-1].actions[0, 0]), float(seen[-1].rewards[0, 0])
     with torch.no_grad():
@@ -111,7 +131,8 @@ def test_online_run_logs_its_loss_tags(tmp_path):
     final = runner.train(make_config("algo=actor_critic", "algo.online=true", *TINY), tmp_path)
     scalars = read_scalars(tmp_path)
     assert LOSS_TAGS <= set(scalars) and math.isfinite(final)
-    assert len(scalars["losses/value_loss"]) >= 600  # one update per transition
+    steps = [step for step, _ in scalars["losses/value_loss"]]
+    assert steps == list(range(actor_critic.ONLINE_BOXES, 601, actor_critic.ONLINE_BOXES))
 
 
 def test_cli_batched_run_logs_its_loss_tags(tmp_cwd):

@@ -19,11 +19,12 @@ import importlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from rlrun import envs
 from rlrun.config import ConfigError
@@ -38,6 +39,12 @@ REGISTRY: dict[str, str] = {
     "value_iteration": "rlrun.algos.dynamic_programming:ValueIteration",
     "policy_iteration": "rlrun.algos.dynamic_programming:PolicyIteration",
 }
+
+
+def plain(cfg: DictConfig) -> SimpleNamespace:
+    """An algorithm's config as plain attributes, interpolations resolved: reading a DictConfig key
+    costs ~0.1 ms, which adds up in loops that read hyperparameters at every step."""
+    return SimpleNamespace(**OmegaConf.to_container(cfg, resolve=True))
 
 
 def get(name: str) -> type:

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from rlrun import envs
-from rlrun.algos import Context
+from rlrun.algos import Context, plain
 from rlrun.config import choice, flag, integer, layers, number, optional
-from rlrun.data import RolloutCollector, discounted_returns, gae
+from rlrun.data import Rollout, RolloutCollector, discounted_returns, gae
 from rlrun.nets import ActorCritic as ActorCriticNet
 
 # The keys actor_critic and ppo share; `OnPolicy` and both boxes read them.
@@ -43,6 +43,10 @@ ON_POLICY_RULES = {
     "activation": choice("tanh", "relu"),
     "log_std_init": number(-20, 2),
 }
+
+# Online boxes per iterate(): the runner logs, checks for NaNs and may checkpoint between iterations,
+# which would cost more than the box itself if done after every transition.
+ONLINE_BOXES = 100
 
 RULES = {"online": flag(), "advantage": choice("nstep", "gae"), **ON_POLICY_RULES}
 
@@ -68,12 +72,13 @@ class OnPolicy:
     def __init__(self, cfg, ctx: Context, name: str, num_envs: int):
         obs_space, action_space = ctx.spaces
         envs.require_action_space(ctx.env_cfg, action_space, (gym.spaces.Discrete, gym.spaces.Box), name)
-        self.cfg, self.device = cfg, ctx.device
+        self.cfg, self.device = plain(cfg), ctx.device
         self.net = ActorCriticNet(
             obs_space, action_space, cfg.hidden_sizes, cfg.activation, cfg.log_std_init, cfg.shared
         ).to(self.device)
         # fused: one kernel for all parameters, the cheapest Adam step for many tiny updates
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=1e-5, fused=True)
+        self.parameters = list(self.net.parameters())
+        self.optimizer = torch.optim.Adam(self.parameters, lr=cfg.lr, eps=1e-5, fused=True)
         self.rng = ctx.rng()
         self.collector = RolloutCollector(ctx.make_vec_env(num_envs), seed=int(self.rng.integers(2**31)))
         self.bounds = (action_space.low, action_space.high) if isinstance(action_space, gym.spaces.Box) else None
@@ -103,16 +108,18 @@ class OnPolicy:
         self.optimizer.zero_grad()
         loss.backward()
         if self.cfg.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(self.parameters, self.cfg.max_grad_norm)
         self.optimizer.step()
 
     @staticmethod
-    def episode_metrics(rollout) -> dict[str, float]:
-        if len(rollout.episode_returns) == 0:
+    def episode_metrics(*rollouts: Rollout) -> dict[str, float]:
+        """Mean return and length of the episodes that ended during these rollouts (none: no entry)."""
+        returns = np.concatenate([r.episode_returns for r in rollouts])
+        if len(returns) == 0:
             return {}
         return {
-            "charts/episodic_return": float(rollout.episode_returns.mean()),
-            "charts/episodic_length": float(rollout.episode_lengths.mean()),
+            "charts/episodic_return": float(returns.mean()),
+            "charts/episodic_length": float(np.concatenate([r.episode_lengths for r in rollouts]).mean()),
         }
 
     def networks(self) -> dict[str, torch.nn.Module]:
@@ -143,10 +150,24 @@ class ActorCritic(OnPolicy):
 
     def iterate(self) -> tuple[int, dict[str, float]]:
         lr = self.anneal_lr()
-        steps, metrics = self.online_box() if self.cfg.online else self.batched_box()
+        steps, metrics = self.online_boxes() if self.cfg.online else self.batched_box()
         return steps, {**metrics, "charts/learning_rate": lr}
 
-    def online_box(self) -> tuple[int, dict[str, float]]:
+    def online_boxes(self) -> tuple[int, dict[str, float]]:
+        """ONLINE_BOXES online boxes in a row, each its own transition and update; their mean losses.
+        Grouping them only spaces out the runner's per-iteration logging and checks."""
+        losses, episodes = [], []
+        for _ in range(ONLINE_BOXES):
+            rollout, box_losses = self.online_box()
+            losses.append(box_losses)
+            episodes.append(rollout)
+        policy_loss, value_loss, entropy = torch.stack(losses).mean(0).tolist()
+        metrics = {"losses/policy_loss": policy_loss, "losses/value_loss": value_loss, "losses/entropy": entropy}
+        return ONLINE_BOXES, {**metrics, **self.episode_metrics(*episodes)}
+
+    def online_box(self) -> tuple[Rollout, torch.Tensor]:
+        """The lecture's box once: one transition, one step on V, one on pi. Returns the transition
+        and (policy loss, value loss, entropy)."""
         gamma = self.cfg.gamma
         # 1. take action a ~ pi(a|s), get (s, a, s', r); the env's reset step is no transition
         rollout = self.collector.collect(self.sample, 1)
@@ -174,13 +195,7 @@ class ActorCritic(OnPolicy):
         self.gradient_step(policy_loss - self.cfg.entropy_coef * entropy)
 
         self.steps += 1
-        metrics = {
-            "losses/policy_loss": policy_loss.item(),
-            "losses/value_loss": value_loss.item(),
-            "losses/entropy": entropy.item(),
-            **self.episode_metrics(rollout),
-        }
-        return 1, metrics
+        return rollout, torch.stack([policy_loss.detach(), value_loss.detach(), entropy.detach()])
 
     def batched_box(self) -> tuple[int, dict[str, float]]:
         cfg = self.cfg

@@ -15,15 +15,13 @@ runner's budget and x-axis count gradient steps.
 from __future__ import annotations
 
 import copy
-from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from rlrun import datasets, envs
-from rlrun.algos import Context
+from rlrun.algos import Context, plain
 from rlrun.buffers import ReplayBuffer, Transitions, from_rollout
 from rlrun.config import ConfigError, choice, flag, integer, layers, number, optional, text
 from rlrun.data import RolloutCollector
@@ -87,7 +85,7 @@ class FittedQIteration:
         obs_space, action_space = ctx.spaces
         hint = " (for Box actions use algo=qtopt)"
         envs.require_action_space(ctx.env_cfg, action_space, (gym.spaces.Discrete,), "fqi", hint)
-        self.cfg = SimpleNamespace(**OmegaConf.to_container(cfg))  # plain attributes: read in the inner loops
+        self.cfg = plain(cfg)
         self.device = ctx.device
         self.rng = ctx.rng()
         self.n_actions = int(action_space.n)

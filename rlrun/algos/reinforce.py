@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from rlrun import envs
-from rlrun.algos import Context
+from rlrun.algos import Context, plain
 from rlrun.config import choice, flag, integer, layers, number
 from rlrun.data import Trajectories, discounted_returns, sample_trajectories
 from rlrun.nets import ActionAdapter, Policy, ValueFunction
@@ -59,7 +59,7 @@ class Reinforce:
     def __init__(self, cfg, ctx: Context):
         obs_space, action_space = ctx.spaces
         envs.require_action_space(ctx.env_cfg, action_space, (gym.spaces.Discrete, gym.spaces.Box), "reinforce")
-        self.cfg, self.device = cfg, ctx.device
+        self.cfg, self.device = plain(cfg), ctx.device
         self.env = ctx.make_vec_env(cfg.N)
         self.rng = ctx.rng()
         self.to_env = ActionAdapter(action_space)
