@@ -42,11 +42,17 @@ def test_an_iteration_steps_both_qs_s_times():
     assert metrics["losses/cem_elite_std"] >= 0
 
 
+def test_an_iteration_smaller_than_a_batch_samples_full_batches():
+    algo = runner.build(make_config(*SMALL, "algo.N=4", "algo.S=8"))
+    steps, metrics = algo.iterate()  # 4 transitions in the buffer, batches of 32 drawn with replacement
+    assert steps == 4 and algo.optimizer.state_dict()["state"][0]["step"].item() == 8
+    assert math.isfinite(metrics["losses/q_loss"])
+
+
 @pytest.mark.parametrize(
     "override, allowed",
     [
-        ("algo.cem_elites=100", "algo.cem_elites=100 is not allowed: <= algo.cem_samples (32)"),
-        ("algo.N=16", "algo.N=16 is not allowed: >= algo.batch_size (32)"),
+        ("algo.cem_elites=100", "algo.cem_elites=100 is not allowed: <= algo.cem_samples (16)"),
         ("algo.S=0", "algo.S=0 is not allowed: an integer >= 1"),
         ("algo.cem_init_std=0", "algo.cem_init_std=0 is not allowed: a number > 0"),
         ("env=cartpole", "(for Discrete actions use algo=fqi)"),

@@ -58,8 +58,6 @@ class QTOpt:
         envs.require_action_space(ctx.env_cfg, action_space, (gym.spaces.Box,), "qtopt", hint)
         if cfg.cem_elites > cfg.cem_samples:
             raise ConfigError("algo.cem_elites", cfg.cem_elites, f"<= algo.cem_samples ({cfg.cem_samples})")
-        if cfg.N < cfg.batch_size:
-            raise ConfigError("algo.N", cfg.N, f">= algo.batch_size ({cfg.batch_size}): each iteration's data fills a batch")
         if cfg.N % cfg.num_envs:
             raise ConfigError("algo.N", cfg.N, f"a multiple of algo.num_envs ({cfg.num_envs})")
         self.cfg = SimpleNamespace(**OmegaConf.to_container(cfg))  # plain attributes: read in the inner loops
