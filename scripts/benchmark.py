@@ -60,6 +60,11 @@ PAIRINGS = [
         PPO_ZOO,
         sb3_envs=8,
     ),
+    Pairing(  # the same REINFORCE with 64 trajectories per step: rlrun's highest on-policy throughput
+        "CartPole REINFORCE wide", "CartPole-v1", 475, 2000, 300_000, ["experiment=reinforce_cartpole_wide"], "PPO",
+        PPO_ZOO,
+        sb3_envs=8,
+    ),
     Pairing(
         "CartPole A2C", "CartPole-v1", 475, 2000, 500_000, ["algo=actor_critic", "env=cartpole"], "A2C",
         {"ent_coef": 0.0}, sb3_envs=8,
