@@ -60,7 +60,7 @@ PAIRINGS = [
         PPO_ZOO,
         sb3_envs=8,
     ),
-    Pairing(  # the same REINFORCE with 64 trajectories per step: rlrun's highest on-policy throughput
+    Pairing(  # the same REINFORCE with 128 trajectories per step: rlrun's highest on-policy throughput
         "CartPole REINFORCE wide", "CartPole-v1", 475, 2000, 300_000, ["experiment=reinforce_cartpole_wide"], "PPO",
         PPO_ZOO,
         sb3_envs=8,
