@@ -12,15 +12,13 @@ two target values, which keeps the max over a noisy Q from inflating the targets
 from __future__ import annotations
 
 import copy
-from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from rlrun import cem, envs
-from rlrun.algos import Context
+from rlrun.algos import Context, plain
 from rlrun.algos.fqi import polyak
 from rlrun.buffers import ReplayBuffer, Transitions, from_rollout
 from rlrun.config import ConfigError, choice, integer, layers, number
@@ -60,7 +58,7 @@ class QTOpt:
             raise ConfigError("algo.cem_elites", cfg.cem_elites, f"<= algo.cem_samples ({cfg.cem_samples})")
         if cfg.N % cfg.num_envs:
             raise ConfigError("algo.N", cfg.N, f"a multiple of algo.num_envs ({cfg.num_envs})")
-        self.cfg = SimpleNamespace(**OmegaConf.to_container(cfg))  # plain attributes: read in the inner loops
+        self.cfg = plain(cfg)
         self.device = ctx.device
         self.rng = ctx.rng()
         self.low = torch.as_tensor(action_space.low, dtype=torch.float32, device=self.device)
