@@ -156,14 +156,14 @@ class ActorCritic(OnPolicy):
     def online_boxes(self) -> tuple[int, dict[str, float]]:
         """ONLINE_BOXES online boxes in a row, each its own transition and update; their mean losses.
         Grouping them only spaces out the runner's per-iteration logging and checks."""
-        losses, episodes = [], []
+        losses, transitions = [], []
         for _ in range(ONLINE_BOXES):
-            rollout, box_losses = self.online_box()
+            transition, box_losses = self.online_box()
             losses.append(box_losses)
-            episodes.append(rollout)
+            transitions.append(transition)
         policy_loss, value_loss, entropy = torch.stack(losses).mean(0).tolist()
         metrics = {"losses/policy_loss": policy_loss, "losses/value_loss": value_loss, "losses/entropy": entropy}
-        return ONLINE_BOXES, {**metrics, **self.episode_metrics(*episodes)}
+        return ONLINE_BOXES, {**metrics, **self.episode_metrics(*transitions)}
 
     def online_box(self) -> tuple[Rollout, torch.Tensor]:
         """The lecture's box once: one transition, one step on V, one on pi. Returns the transition
