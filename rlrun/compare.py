@@ -1,13 +1,29 @@
-"""`rlrun-compare DIR`: the runs under DIR, grouped by setting, as a table, a plot and a CSV.
+"""`rlrun-compare DIR`: the finished runs under DIR, one per seed, grouped by setting: a table, a
+figure with one panel per environment, and a CSV.
 
     rlrun-compare outputs/multirun/2026-11-25/10-00-00 --threshold 475
+    rlrun-compare outputs --metric eval/test_tasks/episodic_return
 
-A run is a folder with `tb/` (TensorBoard events, read with tensorboard's own reader) and
-`.hydra/config.yaml`. Runs whose configs are equal once the seed (and keys that do not change
-what is learned: logging, checkpoints, threads, device) are left out form a group. Per group:
-the number of seeds, the mean and the interquartile mean of the final eval returns, a 95%
-bootstrap confidence interval of that mean, and the env steps to `--threshold` (median over the
-seeds that reached it). Groups are labelled by the keys whose values differ between them.
+A finished run is a folder with summary.json (written last), .hydra/config.yaml and tb/ (TensorBoard
+events). What a run trained is its config without the keys that do not change it: seed, seeds,
+resume, device, threads, eval.*, log.*, checkpoint.* (a key set to null or false counts as
+absent: runs made before the configs gained a key that is off by default still match).
+
+- Seeds, not runs: runs that trained the same thing with the same seed count once; the newest
+  (by the time of its summary.json) is kept and the others are set aside, counted in the table's
+  `duplicates` column.
+- Groups: runs that trained the same thing but for the seed. Each is labelled by the keys that
+  tell it apart from the other groups on its environment; groups on different environments are
+  never pooled, and each environment has its own panel with its own y-axis.
+- The table's number for a seed is its final evaluation: the last point of --metric in its
+  events (for eval/episodic_return, the value summary.json's eval_return_mean holds). Per group:
+  seeds, the mean and interquartile mean of these finals, a 95% bootstrap confidence interval of
+  the mean over the seeds, and with --threshold the median env steps to it (over the seeds that
+  reached it).
+- The curve at env step x is the mean over the seeds of each seed's latest evaluation at or before
+  x (no interpolation), drawn at 200 steps from the step by which every seed has evaluated to the
+  group's last evaluation. Its last point, marked with a dot, is therefore the table's mean of the
+  finals, and its band there the table's interval.
 """
 
 from __future__ import annotations
@@ -16,46 +32,75 @@ import argparse
 import csv
 import json
 import sys
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
+import yaml
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from rlrun.config import ConfigError
+
 EVAL_TAG = "eval/episodic_return"  # rlrun.logger.EVAL_TAG, repeated to keep torch out of this tool
-IGNORED_KEYS = ("seed", "threads", "device", "resume")
-IGNORED_SECTIONS = ("log.", "checkpoint.")
+SUMMARY_FILE = "summary.json"  # rlrun.runner.SUMMARY_FILE: written last, so it marks a finished run
+CONFIG_FILE = Path(".hydra") / "config.yaml"
+EVENTS_DIR = "tb"
+IGNORED_KEYS = ("seed", "seeds", "resume", "device", "threads")
+IGNORED_SECTIONS = ("eval.", "log.", "checkpoint.")
+REQUIRED_KEYS = ("seed", "env.name", "algo.name")
 CONFIDENCE = 0.95
 RESAMPLES = 10_000
+CURVE_POINTS = 200  # steps a curve is drawn at; finer than a panel shows, however many seeds there are
+COLUMNS_PER_BATCH = 256  # curve points bootstrapped at once: bounds memory at RESAMPLES x this
+LEGEND_WIDTH = 60  # characters per legend line, about a panel's width at the legend's font size
+
+
+class BadInput(Exception):
+    """A folder with no runs, or a finished run whose files cannot be read. `str(err)` is the one
+    line shown to the user."""
 
 
 @dataclass
 class Run:
     path: Path
     config: dict[str, Any]  # flat: dotted key -> value
-    evals: list[tuple[int, float]]  # (env steps, mean eval return), in step order
+    evals: list[tuple[int, float]]  # (env steps, value of the metric), in step order
+    finished_at: float  # modification time of summary.json
+
+    @property
+    def seed(self) -> Any:
+        return self.config["seed"]
 
     @property
     def final(self) -> float:
+        """The final evaluation: the last point of the metric."""
         return self.evals[-1][1]
 
     def steps_to(self, threshold: float) -> int | None:
-        """Env steps at the first evaluation whose return is >= threshold (None: never)."""
+        """Env steps at the first evaluation whose value is >= threshold (None: never)."""
         return next((step for step, value in self.evals if value >= threshold), None)
 
 
 @dataclass
 class Group:
     setting: dict[str, Any]
-    runs: list[Run] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)  # one per seed: the newest
+    duplicates: list[Run] = field(default_factory=list)  # older runs of a seed in `runs`, set aside
+    env: str = ""  # the environment's panel title
     label: str = ""
 
     @property
     def finals(self) -> np.ndarray:
         return np.array([run.final for run in self.runs])
+
+    def value(self, key: str) -> Any:
+        """The key's value as its runs' configs hold it (`setting` leaves out null and false)."""
+        return self.runs[0].config.get(key)
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -68,51 +113,121 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def setting_of(config: dict[str, Any]) -> dict[str, Any]:
-    """The config without the seed and the keys that do not change what is learned."""
-    return {k: v for k, v in config.items() if k not in IGNORED_KEYS and not k.startswith(IGNORED_SECTIONS)}
+    """What the run trained, to compare with others: the config without the seed, the keys that
+    do not change training, and keys set to null or false (a key the configs gained later, off by
+    default, changes nothing in the runs made before it)."""
+    return {
+        k: v
+        for k, v in config.items()
+        if k not in IGNORED_KEYS and not k.startswith(IGNORED_SECTIONS) and v is not None and v is not False
+    }
 
 
-def read_run(tb_dir: Path) -> Run | None:
-    """The run whose events are in `tb_dir`, or None if it has no config or no evaluation."""
-    run_dir = tb_dir.parent
-    config_file = run_dir / ".hydra" / "config.yaml"
-    if not config_file.is_file():
-        return None
-    acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
+def _reason(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """The run's flat, resolved config; BadInput if it is missing, damaged or not rlrun's."""
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise BadInput(f"{run_dir} has {SUMMARY_FILE} but no {CONFIG_FILE}: the run cannot be grouped")
+    try:
+        container = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException) as err:
+        raise BadInput(f"{path} cannot be read: {_reason(err)}") from err
+    config = flatten(container) if isinstance(container, dict) else {}
+    missing = [key for key in REQUIRED_KEYS if key not in config]
+    if missing:
+        raise BadInput(f"{path} is not an rlrun run's config: it has no {', '.join(missing)}")
+    return config
+
+
+def check_summary(run_dir: Path) -> float:
+    """The time summary.json was written; BadInput unless it holds a JSON object."""
+    path = run_dir / SUMMARY_FILE
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise BadInput(f"{path} cannot be read: {_reason(err)}") from err
+    if not isinstance(summary, dict):
+        raise BadInput(f"{path} is damaged: it holds no JSON object")
+    return path.stat().st_mtime
+
+
+def read_evals(run_dir: Path, metric: str) -> list[tuple[int, float]]:
+    """(step, value) of every point of `metric` in the run's events, in step order (TensorBoard's
+    reader hides what a killed attempt logged after the checkpoint it was resumed from). Raises
+    BadInput without events and ConfigError when the run never logged `metric`."""
+    if not any((run_dir / EVENTS_DIR).glob("events.out.tfevents.*")):
+        raise BadInput(f"{run_dir} has {SUMMARY_FILE} but no TensorBoard events in {EVENTS_DIR}/")
+    acc = EventAccumulator(str(run_dir / EVENTS_DIR), size_guidance={"scalars": 0})
     acc.Reload()
-    if EVAL_TAG not in acc.Tags()["scalars"]:
-        return None
-    evals = sorted({e.step: e.value for e in acc.Scalars(EVAL_TAG)}.items())
-    config = flatten(OmegaConf.to_container(OmegaConf.load(config_file), resolve=False))
-    return Run(run_dir, config, evals)
+    tags = acc.Tags()["scalars"]
+    if metric not in tags:
+        shown = sorted(t for t in tags if t.startswith("eval/")) or sorted(tags)
+        logged = f"logged {', '.join(shown)}" if shown else "has no readable scalars in tb/"
+        raise ConfigError("--metric", metric, f"a tag every finished run logged; {run_dir} {logged}")
+    return sorted({e.step: e.value for e in acc.Scalars(metric)}.items())
 
 
-def find_runs(root: Path) -> tuple[list[Run], list[Path]]:
-    """(finished runs under root, folders skipped: unfinished, failed or not rlrun runs)."""
-    runs, skipped = [], []
-    for tb_dir in sorted({p.parent for p in root.rglob("events.out.tfevents.*")}):
-        run = read_run(tb_dir) if (tb_dir.parent / "summary.json").is_file() else None
-        if run is None:
-            skipped.append(tb_dir.parent)
-        else:
-            runs.append(run)
-    return runs, skipped
+def read_run(run_dir: Path, metric: str = EVAL_TAG) -> Run:
+    """The finished run in `run_dir`. Raises BadInput for a missing or damaged file and
+    ConfigError when the run never logged `metric`."""
+    finished_at = check_summary(run_dir)
+    return Run(run_dir, read_config(run_dir), read_evals(run_dir, metric), finished_at)
+
+
+def find_runs(root: Path, metric: str = EVAL_TAG) -> tuple[list[Run], list[Path]]:
+    """(finished runs under root, run folders skipped because they have no summary.json: unfinished
+    or failed). A run folder holds summary.json or TensorBoard events in tb/."""
+    events = {p.parent.parent for p in root.rglob("events.out.tfevents.*") if p.parent.name == EVENTS_DIR}
+    run_dirs = sorted(events | {p.parent for p in root.rglob(SUMMARY_FILE)})
+    finished = [d for d in run_dirs if (d / SUMMARY_FILE).is_file()]
+    skipped = [d for d in run_dirs if not (d / SUMMARY_FILE).is_file()]
+    return [read_run(d, metric) for d in finished], skipped
 
 
 def _key(setting: dict[str, Any]) -> str:
     return json.dumps(setting, sort_keys=True, default=str)
 
 
+def _env_of(setting: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in setting.items() if k.startswith("env.")}
+
+
 def group_runs(runs: Sequence[Run]) -> list[Group]:
-    """Runs with equal settings together, each group labelled by the keys that tell it apart."""
+    """Runs that trained the same thing together, one run per seed (the newest; the others go to
+    `duplicates`). Each group gets its environment's panel title and a label naming the keys that
+    tell it apart from the other groups on that environment. Sorted by environment, then label."""
     groups: dict[str, Group] = {}
-    for run in runs:
+    for run in sorted(runs, key=lambda r: (r.finished_at, str(r.path)), reverse=True):  # newest first
         setting = setting_of(run.config)
-        groups.setdefault(_key(setting), Group(setting)).runs.append(run)
-    keys = label_keys([g.setting for g in groups.values()])
+        group = groups.setdefault(_key(setting), Group(setting))
+        if any(kept.seed == run.seed for kept in group.runs):
+            group.duplicates.append(run)
+        else:
+            group.runs.append(run)
     for group in groups.values():
-        group.label = " ".join(f"{_show_key(k)}={_show_value(group.setting.get(k))}" for k in keys)
-    return sorted(groups.values(), key=lambda g: [_order(g.setting.get(k)) for k in keys])
+        group.runs.sort(key=lambda r: _order(r.seed))
+    envs = {_key(_env_of(g.setting)): _env_of(g.setting) for g in groups.values()}
+    env_keys = label_keys(list(envs.values()))
+    ordered: list[Group] = []
+    for env_key in sorted(envs, key=lambda key: [_order(envs[key].get(k)) for k in env_keys]):
+        on_env = [g for g in groups.values() if _key(_env_of(g.setting)) == env_key]
+        keys = label_keys([g.setting for g in on_env])
+        for group in on_env:
+            group.env = _describe(group, env_keys)
+            group.label = " ".join(f"{_show_key(k)}={_show_value(group.value(k))}" for k in keys)
+        ordered += sorted(on_env, key=lambda g: [_order(g.value(k)) for k in keys])
+    return ordered
+
+
+def _describe(group: Group, env_keys: Sequence[str]) -> str:
+    """The group's environment by the keys that tell it apart: `cartpole`, `frozenlake env.kwargs={...}`."""
+    parts = [_show_value(group.value(k)) if k == "env.name" else f"{k}={_show_value(group.value(k))}" for k in env_keys]
+    return " ".join(parts) or "env"
 
 
 def _order(value: Any) -> tuple:
@@ -146,7 +261,9 @@ def _show_key(key: str) -> str:
 
 
 def _show_value(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":")).strip('"') if isinstance(value, (list, str)) else str(value)
+    if isinstance(value, (list, dict, str)):
+        return json.dumps(value, separators=(",", ":")).strip('"')
+    return str(value)
 
 
 def iqm(values: Sequence[float]) -> float:
@@ -156,25 +273,40 @@ def iqm(values: Sequence[float]) -> float:
     return float(x[cut : len(x) - cut].mean())
 
 
-def bootstrap_means(values: np.ndarray, rng: np.random.Generator, resamples: int = RESAMPLES) -> np.ndarray:
-    """Means of `resamples` resamples (with replacement) of the first axis of values: [resamples, ...]."""
-    idx = rng.integers(0, len(values), size=(resamples, len(values)))
-    return values[idx].mean(axis=1)
+def resample_weights(n: int, rng: np.random.Generator, resamples: int = RESAMPLES) -> np.ndarray:
+    """[resamples, n]: how often each of n seeds is drawn in each resample (with replacement), / n;
+    `weights @ values` gives the resampled means."""
+    draws = rng.integers(0, n, size=(resamples, n))
+    counts = np.bincount((draws + n * np.arange(resamples)[:, None]).ravel(), minlength=resamples * n)
+    return counts.reshape(resamples, n) / n
 
 
-def bootstrap_ci(values: Sequence[float], seed: int = 0) -> tuple[float, float]:
-    """95% percentile-bootstrap confidence interval of the mean."""
-    means = bootstrap_means(np.asarray(values, dtype=float), np.random.default_rng(seed))
+def bootstrap_ci(values: Sequence[float] | np.ndarray, seed: int = 0) -> tuple[Any, Any]:
+    """95% percentile-bootstrap confidence interval of the mean over the first axis (the seeds):
+    floats for values [seeds], arrays for [seeds, points]. Every column is resampled with the same
+    draws, so a column equal to the finals gets the table's interval."""
+    values = np.asarray(values, dtype=float)
+    weights = resample_weights(len(values), np.random.default_rng(seed))
     tail = 100 * (1 - CONFIDENCE) / 2
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
+    if values.ndim == 1:
+        low, high = np.percentile(weights @ values, [tail, 100 - tail])
+        return float(low), float(high)
+    bounds = [
+        np.percentile(weights @ values[:, i : i + COLUMNS_PER_BATCH], [tail, 100 - tail], axis=0)
+        for i in range(0, values.shape[1], COLUMNS_PER_BATCH)
+    ]
+    low, high = np.concatenate(bounds, axis=1)
+    return low, high
 
 
 def summarise(group: Group, threshold: float | None) -> dict[str, Any]:
+    """The group's table row, from each seed's final evaluation."""
     low, high = bootstrap_ci(group.finals)
     row = {
+        "env": group.env,
         "group": group.label,
         "seeds": len(group.runs),
+        "duplicates": len(group.duplicates),
         "final_mean": float(group.finals.mean()),
         "iqm": iqm(group.finals),
         "ci_low": low,
@@ -187,94 +319,159 @@ def summarise(group: Group, threshold: float | None) -> dict[str, Any]:
     return row
 
 
-def curve_band(group: Group, points: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(env steps, mean, CI low, CI high) of the group's eval curves, interpolated onto the steps
-    every seed covers (seeds evaluate at slightly different steps when iterations vary in size)."""
+def held_curves(group: Group, points: int = CURVE_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values [seeds, steps]): at `points` env steps evenly from the step by which every
+    seed has evaluated to the group's last evaluation, each seed's latest evaluation at or before
+    the step. The last column is every seed's final evaluation."""
     start = max(run.evals[0][0] for run in group.runs)
-    stop = min(run.evals[-1][0] for run in group.runs)
-    steps = np.unique(np.linspace(start, stop, points)) if stop > start else np.array([float(stop)])
-    curves = np.stack([np.interp(steps, *np.array(run.evals, dtype=float).T) for run in group.runs])
-    means = bootstrap_means(curves, np.random.default_rng(0), resamples=2_000)
-    tail = 100 * (1 - CONFIDENCE) / 2
-    low, high = np.percentile(means, [tail, 100 - tail], axis=0)
-    return steps, curves.mean(axis=0), low, high
+    stop = max(run.evals[-1][0] for run in group.runs)
+    steps = np.unique(np.linspace(start, stop, points).round().astype(int))
+    values = []
+    for run in group.runs:
+        run_steps, run_values = np.array(run.evals, dtype=float).T
+        values.append(run_values[np.searchsorted(run_steps, steps, side="right") - 1])
+    return steps, np.stack(values)
 
 
-def plot(groups: Sequence[Group], threshold: float | None, title: str, path: Path) -> None:
+def curve_band(group: Group) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(env steps, mean over seeds, CI low, CI high) of the group's held curves."""
+    steps, values = held_curves(group)
+    low, high = bootstrap_ci(values)
+    return steps, values.mean(axis=0), low, high
+
+
+def figure(groups: Sequence[Group], threshold: float | None, metric: str, title: str):
+    """A matplotlib Figure: one panel per environment, each with its own y-axis and its legend
+    beneath it (save it with bbox_inches="tight" to keep the legends in the image)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    panels: dict[str, list[Group]] = {}
     for group in groups:
-        steps, mean, low, high = curve_band(group)
-        (line,) = ax.plot(steps, mean, label=f"{group.label} (n={len(group.runs)})")
-        ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.25)
-    if threshold is not None:
-        ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("eval return (mean over seeds, 95% bootstrap CI)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        panels.setdefault(group.env, []).append(group)
+    columns = min(len(panels), 3)
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 4.5 * rows), squeeze=False, layout="constrained")
+    for ax, (env, on_env) in zip(axes.flat, panels.items()):
+        for group in on_env:
+            steps, mean, low, high = curve_band(group)
+            label = textwrap.fill(f"{group.label} (n={len(group.runs)})", LEGEND_WIDTH)
+            (line,) = ax.plot(steps, mean, drawstyle="steps-post", label=label)
+            ax.fill_between(steps, low, high, step="post", color=line.get_color(), alpha=0.25)
+            ax.plot(steps[-1:], mean[-1:], "o", color=line.get_color())
+        bottom, top = ax.get_ylim()
+        if threshold is not None and bottom <= threshold <= top:  # a threshold far off another env's scale is left out
+            ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+        ax.set_title(env)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    fig.suptitle(f"{title}\nmean over seeds of each seed's latest evaluation, 95% bootstrap CI; dot: the table's final")
+    return fig
+
+
+def plot(groups: Sequence[Group], threshold: float | None, metric: str, title: str, path: Path) -> None:
+    """The figure as a PNG at `path`, cropped to what is drawn, legends included."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(groups, threshold, metric, title)
+    try:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows as aligned text; statistics with 1 decimal, or 3 when every one is below 10 in
+    size (success rates and other metrics in [0, 1])."""
+    statistics = ("final_mean", "iqm", "ci_low", "ci_high")
+    decimals = 1 if max(abs(row[k]) for row in rows for k in statistics) >= 10 else 3
     show = {
-        "group": lambda v: v,
+        "env": str,
+        "group": str,
         "seeds": str,
-        "final_mean": lambda v: f"{v:.1f}",
-        "iqm": lambda v: f"{v:.1f}",
-        "ci_low": lambda v: f"{v:.1f}",
-        "ci_high": lambda v: f"{v:.1f}",
+        "duplicates": str,
+        **{k: lambda v: f"{v:.{decimals}f}" for k in statistics},
         "steps_to_threshold": lambda v: "-" if v is None else f"{v:.0f}",
         "reached": str,
     }
+    text = ("env", "group")  # left-aligned; numbers are right-aligned
     headers = [h for h in show if h in rows[0]]
     cells = [[show[h](row[h]) for h in headers] for row in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths)))]
-    for c in cells:
-        lines.append("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(c, widths))))
-    return "\n".join(lines)
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.ljust(w) if h in text else v.rjust(w) for v, w, h in zip(values, widths, headers)).rstrip()
+
+    return "\n".join([line(headers), *(line(c) for c in cells)])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="rlrun-compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("dir", type=Path, help="a sweep folder, or any folder with runs beneath it")
-    parser.add_argument("--threshold", type=float, default=None, help="eval return to reach (steps-to column)")
-    parser.add_argument("--out", type=Path, default=None, help="where compare.png and compare.csv go (default: DIR)")
-    args = parser.parse_args(argv)
+def _listed(paths: Sequence[Path]) -> str:
+    return ", ".join(str(p) for p in paths[:5]) + (" ..." if len(paths) > 5 else "")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, as for every other bad input (argparse would print the usage first)."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Read, group, write and print; raises BadInput or ConfigError on a bad input."""
     if not args.dir.is_dir():
-        print(f"rlrun-compare: error: {args.dir} is not a folder", file=sys.stderr)
-        return 2
-    runs, skipped = find_runs(args.dir)
+        raise BadInput(f"{args.dir} is not a folder")
+    runs, skipped = find_runs(args.dir, args.metric)
     if not runs:
-        print(f"rlrun-compare: error: no finished rlrun runs under {args.dir}", file=sys.stderr)
-        return 2
+        unfinished = f" ({len(skipped)} unfinished: no {SUMMARY_FILE})" if skipped else ""
+        raise BadInput(f"no finished rlrun runs under {args.dir}{unfinished}")
     groups = group_runs(runs)
     rows = [summarise(g, args.threshold) for g in groups]
     out = args.out or args.dir
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "compare.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    plot(groups, args.threshold, str(args.dir), out / "compare.png")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "compare.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        plot(groups, args.threshold, args.metric, str(args.dir), out / "compare.png")
+    except OSError as err:
+        raise ConfigError(
+            "--out", str(out), f"a folder this user can write to ({err.strerror or _reason(err)})"
+        ) from err
     print(format_table(rows))
-    if skipped:
+    duplicates = [run.path for g in groups for run in g.duplicates]
+    if duplicates:
         print(
-            f"skipped {len(skipped)} folder(s) without a finished run (no summary.json or no eval): "
-            + ", ".join(str(p) for p in skipped[:5])
-            + (" ..." if len(skipped) > 5 else "")
+            f"set aside {len(duplicates)} duplicate run(s), older than a run of the same config and seed: "
+            + _listed(duplicates)
         )
+    if skipped:
+        print(f"skipped {len(skipped)} folder(s) without a finished run (no {SUMMARY_FILE}): " + _listed(skipped))
     print(f"wrote {out / 'compare.csv'} and {out / 'compare.png'}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _Parser(prog="rlrun-compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dir", type=Path, help="a sweep folder, or any folder with runs beneath it")
+    parser.add_argument(
+        "--metric",
+        default=EVAL_TAG,
+        metavar="TAG",
+        help=f"the eval tag compared, e.g. eval/success_rate (default: {EVAL_TAG})",
+    )
+    parser.add_argument("--threshold", type=float, default=None, help="metric value to reach (steps-to column)")
+    parser.add_argument("--out", type=Path, default=None, help="where compare.png and compare.csv go (default: DIR)")
+    args = parser.parse_args(argv)
+    try:
+        compare(args)
+    except (ConfigError, BadInput) as err:
+        print(f"rlrun-compare: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,10 +1,12 @@
-"""`rlrun-compare`: grouping by setting, the statistics, the table, CSV and plot, on event files
-written here with known values."""
+"""`rlrun-compare`: grouping by setting, one seed per run, one panel per env, the statistics, the
+table, CSV and plot, on run folders written here with known values (no training)."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,25 +16,35 @@ from torch.utils.tensorboard import SummaryWriter
 from rlrun import compare, logger
 
 
-def write_run(run_dir: Path, config: dict, evals: list[tuple[int, float]], finished: bool = True) -> None:
-    """A run folder as rlrun leaves it: events in tb/, the config, and summary.json once finished."""
+def write_run(
+    run_dir: Path,
+    config: dict,
+    evals: list[tuple[int, float]],
+    finished: bool = True,
+    finished_at: float | None = None,
+    tag: str = compare.EVAL_TAG,
+) -> None:
+    """A run folder as rlrun leaves it: events in tb/, the config, and summary.json once finished
+    (written at `finished_at`, seconds since the epoch, when given)."""
     writer = SummaryWriter(str(run_dir / "tb"))
     for step, value in evals:
-        writer.add_scalar(compare.EVAL_TAG, value, step)
+        writer.add_scalar(tag, value, step)
         writer.add_scalar("charts/episodic_return", value - 1, step)
     writer.close()
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(OmegaConf.create(config), run_dir / ".hydra" / "config.yaml")
     if finished:
         (run_dir / "summary.json").write_text(json.dumps({"eval_return_mean": evals[-1][1]}))
+        if finished_at is not None:
+            os.utime(run_dir / "summary.json", (finished_at, finished_at))
 
 
-def config(seed: int, algo: str = "reinforce", progress: str = "none", **algo_keys) -> dict:
+def config(seed: int, algo: str = "reinforce", progress: str = "none", env: str = "cartpole", **algo_keys) -> dict:
     return {
         "seed": seed,
         "total_timesteps": 300,
         "log": {"progress": progress},
-        "env": {"name": "cartpole", "id": "CartPole-v1"},
+        "env": {"name": env, "id": {"cartpole": "CartPole-v1", "pendulum": "Pendulum-v1"}[env]},
         "algo": {"name": algo, "gamma": 0.99, **algo_keys},
     }
 
@@ -112,3 +124,121 @@ def test_command_prints_the_table_and_writes_csv_and_plot(sweep, tmp_path, capsy
 def test_a_folder_without_runs_is_one_error_line(tmp_path, capsys):
     assert compare.main([str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"rlrun-compare: error: no finished rlrun runs under {tmp_path}"
+
+
+def test_a_seed_run_again_counts_once_the_newest_kept_and_the_table_says_so(tmp_path, capsys):
+    for seed, final in enumerate([10.0, 20.0, 30.0]):
+        write_run(
+            tmp_path / "sweep" / f"seed={seed}", config(seed, lr=0.1), [(100, 0.0), (200, final)], finished_at=1e9
+        )
+    # seed 1 again, later, with settings that change nothing trained (and a key the configs gained since, off)
+    again = config(1, progress="bar", lr=0.1)
+    again.update(eval={"every": 50}, checkpoint={"every": 100}, device="cpu", threads=2, resume="x")
+    again["env"]["allow_import"] = False
+    write_run(tmp_path / "again", again, [(100, 0.0), (200, 80.0)], finished_at=2e9)
+    write_run(tmp_path / "longer", {**config(1, lr=0.1), "total_timesteps": 600}, [(600, 90.0)])  # trained longer
+
+    groups = compare.group_runs(compare.find_runs(tmp_path)[0])
+    assert [(sorted(r.seed for r in g.runs), len(g.duplicates)) for g in groups] == [([0, 1, 2], 1), ([1], 0)]
+    group = groups[0]
+    assert [d.path for d in group.duplicates] == [tmp_path / "sweep" / "seed=1"]
+    assert sorted(group.finals) == [10.0, 30.0, 80.0]  # the newest run of seed 1
+    row = compare.summarise(group, threshold=None)
+    assert row["seeds"] == 3 and row["duplicates"] == 1 and row["final_mean"] == pytest.approx(40.0)
+    assert (row["ci_low"], row["ci_high"]) == compare.bootstrap_ci([10.0, 30.0, 80.0])  # over distinct seeds
+
+    assert compare.main([str(tmp_path)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    header, first = printed[0].split(), printed[1].split()
+    assert first[header.index("seeds")] == "3" and first[header.index("duplicates")] == "1"
+    assert (
+        f"set aside 1 duplicate run(s), older than a run of the same config and seed: {tmp_path}/sweep/seed=1"
+        in printed
+    )
+
+
+def test_envs_get_a_panel_each_and_are_never_pooled(tmp_path):
+    for seed in range(2):
+        write_run(tmp_path / f"cart{seed}", config(seed), [(100, 100.0), (200, 400.0 + seed)])
+        write_run(tmp_path / f"pend{seed}", config(seed, env="pendulum"), [(100, -1500.0), (200, -300.0 - seed)])
+    write_run(tmp_path / "cart_ppo", config(0, algo="ppo"), [(100, 200.0), (200, 500.0)])
+
+    groups = compare.group_runs(compare.find_runs(tmp_path)[0])
+    assert [(g.env, g.label, len(g.runs)) for g in groups] == [
+        ("cartpole", "algo=ppo", 1),
+        ("cartpole", "algo=reinforce", 2),
+        ("pendulum", "algo=reinforce env=pendulum", 2),
+    ]
+    assert all(len({r.config["env.name"] for r in g.runs}) == 1 for g in groups)
+
+    fig = compare.figure(groups, threshold=475, metric=compare.EVAL_TAG, title=str(tmp_path))
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["cartpole", "pendulum"]
+    assert panels[0].get_ylim()[0] > 0 > panels[1].get_ylim()[1]  # each its own y-axis
+    assert [len(ax.get_legend().get_texts()) for ax in panels] == [3, 1]  # the threshold only where it is on scale
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = [ax.get_legend().get_window_extent(renderer) for ax in panels]
+    areas = [ax.get_window_extent(renderer) for ax in panels] + legends
+    for legend in legends:  # a legend covers no panel and no other legend
+        assert sum(legend.overlaps(area) for area in areas) == 1
+
+
+def test_the_curve_ends_on_the_table_row(tmp_path):
+    """Seeds end at different steps and the last evaluations drop: interpolating onto the steps
+    every seed covers would end the curve above the table's mean."""
+    ends = {0: [(1000, 500.0), (5000, 500.0), (10100, 100.0)], 1: [(1200, 300.0), (5200, 500.0), (10900, 200.0)]}
+    for seed, evals in ends.items():
+        write_run(tmp_path / f"seed={seed}", config(seed), evals)
+    (group,) = compare.group_runs(compare.find_runs(tmp_path)[0])
+    steps, mean, low, high = compare.curve_band(group)
+    row = compare.summarise(group, threshold=None)
+    assert steps[-1] == 10900 and mean[-1] == pytest.approx(row["final_mean"]) == 150.0
+    assert (low[-1], high[-1]) == pytest.approx((row["ci_low"], row["ci_high"]))
+    steps, values = compare.held_curves(group)
+    assert steps[0] == 1200  # from the step by which both seeds have evaluated
+    assert values[:, steps.searchsorted(10100)].tolist() == [100.0, 500.0]  # latest evaluations, not interpolated
+    summaries = [json.loads((tmp_path / f"seed={s}" / "summary.json").read_text()) for s in ends]
+    assert sorted(group.finals) == sorted(s["eval_return_mean"] for s in summaries)
+
+
+def test_another_metric_is_compared_and_a_run_without_it_is_one_error_line(tmp_path, capsys):
+    for seed in range(2):
+        write_run(tmp_path / f"seed={seed}", config(seed), [(100, 0.5), (200, 0.25 * seed)], tag="eval/success_rate")
+    assert compare.main([str(tmp_path), "--metric", "eval/success_rate"]) == 0
+    header, row = capsys.readouterr().out.splitlines()[:2]
+    assert header.split()[4:6] == ["final_mean", "iqm"] and row.split()[-4:-2] == ["0.125", "0.125"]
+    write_run(tmp_path / "seed=2", config(2), [(100, 10.0)])
+    assert compare.main([str(tmp_path), "--metric", "eval/success_rate"]) == 2
+    assert capsys.readouterr().err == (
+        "rlrun-compare: error: --metric='eval/success_rate' is not allowed: "
+        f"a tag every finished run logged; {tmp_path / 'seed=2'} logged eval/episodic_return\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda run: (run / "summary.json").write_text('{"eval_return_mean": 4'), "summary.json cannot be read: "),
+        (lambda run: (run / "summary.json").write_text("[1, 2]"), "summary.json is damaged: it holds no JSON object"),
+        (lambda run: (run / ".hydra" / "config.yaml").write_text("seed: [0"), "config.yaml cannot be read: "),
+        (lambda run: (run / ".hydra" / "config.yaml").write_text("env: {name: x}"), "it has no seed, algo.name"),
+        (lambda run: (run / ".hydra" / "config.yaml").unlink(), "has summary.json but no .hydra/config.yaml"),
+        (lambda run: shutil.rmtree(run / "tb"), "has summary.json but no TensorBoard events in tb/"),
+    ],
+)
+def test_a_damaged_run_is_one_error_line(sweep, capsys, damage, message):
+    damage(sweep / "algo.lr=0.01" / "seed=1")
+    assert compare.main([str(sweep)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("rlrun-compare: error: ") and message in captured.err
+    assert captured.err.count("\n") == 1 and not (sweep / "compare.csv").exists()
+
+
+def test_bad_arguments_are_one_error_line(tmp_path, capsys):
+    assert compare.main([str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err == f"rlrun-compare: error: {tmp_path / 'missing'} is not a folder\n"
+    with pytest.raises(SystemExit) as exit_:
+        compare.main([str(tmp_path), "--threshold", "high"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == "rlrun-compare: error: argument --threshold: invalid float value: 'high'\n"
