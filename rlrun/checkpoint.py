@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import os
 import pickle
-import random
 import warnings
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from rlrun.build import build
 from rlrun.config import ConfigError
+from rlrun.state import global_rng_state
 
-MODEL_FILE = "model.pt"
+MODEL_FILE = "model.pt"  # the networks at the end of the run
+BEST_MODEL_FILE = "best_model.pt"  # the networks of the run's best evaluation
+MODEL_FILES = {"final": MODEL_FILE, "best": BEST_MODEL_FILE}
 CHECKPOINT_DIR = "checkpoints"
 
 # Keys a resumed run may change; every other key (seed, env.*, algo.*) must match the checkpoint.
@@ -59,70 +60,9 @@ def safe_load(path: Path, device: str | torch.device = "cpu") -> Any:
         raise ConfigError("checkpoint", str(path), f"a readable rlrun checkpoint ({str(err).splitlines()[0]})")
 
 
-def global_rng_state() -> dict:
-    """The global generators of python, numpy and torch (CPU, and CUDA when present)."""
-    np_state = np.random.get_state(legacy=False)
-    return {
-        "python": random.getstate(),
-        "numpy": {**np_state, "state": {"key": np_state["state"]["key"].tolist(), "pos": np_state["state"]["pos"]}},
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def set_global_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def plain_state(obj: Any) -> dict:
-    """The numbers, arrays and random generators of `obj` and of the envs and spaces it holds.
-
-    For envs that carry episodes across iterations: positions, time-limit counters, autoreset flags
-    and generators, as data `safe_load` accepts, so a resumed run steps on from the same states.
-    What is not plain data (renderers, specs) is left out; it does not change between steps.
-    """
-    state: dict[str, tuple[str, Any]] = {}
-    for key, value in vars(obj).items():
-        if isinstance(value, np.random.Generator):
-            state[key] = ("generator", value.bit_generator.state)
-        elif isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in "biuf":
-            state[key] = ("array" if isinstance(value, np.ndarray) else "scalar", torch.from_numpy(np.array(value)))
-        elif value is None or isinstance(value, (bool, int, float, str)):
-            state[key] = ("value", value)
-        elif isinstance(value, (gym.Env, gym.vector.VectorEnv, gym.Space)):
-            state[key] = ("object", plain_state(value))
-        elif isinstance(value, list) and value and all(isinstance(v, gym.Env) for v in value):
-            state[key] = ("objects", [plain_state(v) for v in value])
-    return state
-
-
-def load_plain_state(obj: Any, state: dict) -> None:
-    """Put back what `plain_state` took from an object built the same way."""
-    for key, (kind, value) in state.items():
-        if kind == "generator":
-            if not isinstance(getattr(obj, key), np.random.Generator):
-                setattr(obj, key, np.random.default_rng())
-            getattr(obj, key).bit_generator.state = value
-        elif kind in ("array", "scalar"):
-            array = value.cpu().numpy().copy()
-            setattr(obj, key, array if kind == "array" else array[()])
-        elif kind == "value":
-            setattr(obj, key, value)
-        elif kind == "object":
-            load_plain_state(getattr(obj, key), value)
-        else:
-            for item, item_state in zip(getattr(obj, key), value, strict=True):
-                load_plain_state(item, item_state)
-
-
-def save_model(run_dir: Path, networks: dict[str, torch.nn.Module]) -> Path:
-    """The trained networks as `{name: state_dict}` in `model.pt`."""
-    path = run_dir / MODEL_FILE
-    atomic_save({name: net.state_dict() for name, net in networks.items()}, path)
+def save_model(path: Path, networks: dict[str, torch.nn.Module], config: dict, step: int) -> Path:
+    """Networks as `{name: state_dict}`, with the config that builds them and the step they are from."""
+    atomic_save({"config": config, "step": step, "networks": {n: net.state_dict() for n, net in networks.items()}}, path)
     return path
 
 
@@ -178,6 +118,8 @@ def check_same_run(saved: dict, cfg: DictConfig, run_dir: Path) -> None:
     for key in keys:
         if key.split(".")[0] in MUTABLE_KEYS or before.get(key) == now.get(key):
             continue
+        if key not in before and now[key] in (None, False):  # a key added since, at its off default
+            continue
         raise ConfigError(
             key,
             now.get(key),
@@ -194,16 +136,52 @@ def restore_config(run_dir: Path) -> None:
         OmegaConf.save(OmegaConf.create(saved), run_dir / ".hydra" / "config.yaml")
 
 
-def load_policy(run_dir: str | Path, device: str = "cpu"):
-    """The trained deterministic policy of a finished run: a function from a batch of
-    observations (numpy) to a batch of actions (numpy)."""
-    from rlrun import runner
+def _load_rlrun_file(path: Path, device: str, needed: str, what: str) -> dict:
+    state = safe_load(path, device)
+    if not (isinstance(state, dict) and needed in state and isinstance(state.get("config"), dict)):
+        raise ConfigError("checkpoint", str(path), f"{what} written by rlrun (this file is not one)")
+    return state
 
-    run_dir = Path(run_dir)
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    cfg.device = device
-    algo = runner.build(cfg)
-    networks = algo.networks()
-    for name, state in safe_load(run_dir / MODEL_FILE, device).items():
-        networks[name].load_state_dict(state)
-    return algo.act
+
+def load_for_eval(path: str | Path, which: str = "final", device: str = "cpu"):
+    """(deterministic policy, config, step, file) of a run directory, a checkpoint or a model file.
+
+    A run directory gives its newest checkpoint (`which="final"`) or its `best_model.pt` (`"best"`).
+    """
+    path = Path(path)
+    if path.is_dir() and which == "best":
+        path = path / BEST_MODEL_FILE
+        if not path.is_file():
+            raise ConfigError("which", which, f"final: {path.parent} has no {BEST_MODEL_FILE} (it never evaluated)")
+    if path.is_file() and path.name in MODEL_FILES.values():
+        state = _load_rlrun_file(path, device, "networks", "a model file")
+        cfg = OmegaConf.create({**state["config"], "device": device})
+        algo = build(cfg)
+        load_networks(algo.networks(), state["networks"], path)
+        return algo.act, cfg, int(state["step"]), path
+    found = checkpoint_path(path)
+    state = _load_rlrun_file(found, device, "algo", "a checkpoint")
+    cfg = OmegaConf.create({**state["config"], "device": device})
+    algo = build(cfg)
+    try:
+        algo.load_state_dict(state["algo"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as err:
+        raise ConfigError("checkpoint", str(found), f"a checkpoint of this run's algorithm ({err})") from None
+    return algo.act, cfg, int(state["step"]), found
+
+
+def load_networks(networks: dict[str, torch.nn.Module], states: dict, path: Path) -> None:
+    try:
+        for name, net in networks.items():
+            net.load_state_dict(states[name])
+    except (KeyError, RuntimeError) as err:
+        raise ConfigError("checkpoint", str(path), f"networks that fit the config stored with them ({err})") from None
+
+
+def load_policy(run_dir: str | Path, which: str = "final", device: str = "cpu"):
+    """The trained deterministic policy of a finished run (`which`: "final" or "best"): a function
+    from a batch of observations (numpy) to a batch of actions (numpy)."""
+    path = Path(run_dir) / MODEL_FILES[which]
+    if not path.is_file():
+        raise ConfigError("run", str(run_dir), f"a finished run's directory (with {MODEL_FILES[which]})")
+    return load_for_eval(path, which, device)[0]

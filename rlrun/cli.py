@@ -15,17 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from rlrun import sweep
-from rlrun.config import ConfigError
-
-
-def config_dir() -> str:
-    """`configs/` shipped inside the wheel, or the checkout's top-level one (editable installs)."""
-    package = Path(__file__).resolve().parent
-    for candidate in (package / "configs", package.parent / "configs"):
-        if (candidate / "config.yaml").is_file():
-            return str(candidate)
-    raise FileNotFoundError(f"rlrun's configs/ is missing next to {package}")
-
+from rlrun.config import ConfigError, config_dir
 
 # `resume=RUN_DIR` makes RUN_DIR the run's folder (hydra.run.dir); otherwise a new dated one.
 OmegaConf.register_new_resolver("rlrun.or_else", lambda value, default: value or default, replace=True)

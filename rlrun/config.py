@@ -11,9 +11,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+
+def config_dir() -> str:
+    """`configs/` shipped inside the wheel, or the checkout's top-level one (editable installs)."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "configs", package.parent / "configs"):
+        if (candidate / "config.yaml").is_file():
+            return str(candidate)
+    raise FileNotFoundError(f"rlrun's configs/ is missing next to {package}")
 
 
 class ConfigError(ValueError):
@@ -116,6 +126,7 @@ RULES: dict[str, Rule] = {
     "eval.video": flag(),
     "eval.video_every": integer(0),
     "log.progress": choice("auto", "bar", "lines", "none"),
+    "log.every": optional(integer(1)),
     "log.every_s": number(0, low_open=True),
     "checkpoint.every": integer(0),
     "checkpoint.keep": integer(1),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from rlrun.checkpoint import load_plain_state, plain_state
+from rlrun.state import load_plain_state, plain_state
 
 
 @dataclass

@@ -45,7 +45,7 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
 
 
 class Logger:
-    def __init__(self, run_dir: Path, cfg: DictConfig, start_step: int = 0):
+    def __init__(self, run_dir: Path, cfg: DictConfig, start_step: int = 0, unit: str = "env steps"):
         # hide what an earlier attempt in this folder logged after start_step: it is logged again
         self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=start_step + 1)
         self.total = int(cfg.total_timesteps)
@@ -54,7 +54,8 @@ class Logger:
         if mode == "auto":
             mode = "bar" if sys.stderr.isatty() else "lines"
         self.mode = mode
-        self.bar = tqdm(total=self.total, initial=start_step, unit="step", dynamic_ncols=True) if mode == "bar" else None
+        self.unit = unit
+        self.bar = tqdm(total=self.total, initial=start_step, unit=" " + unit, dynamic_ncols=True) if mode == "bar" else None
         self.latest: dict[str, float] = {}
         self.last_line = time.perf_counter()
         if start_step == 0:
@@ -95,7 +96,7 @@ class Logger:
             self.bar.set_postfix(shown, refresh=False)
         elif self.mode == "lines" and time.perf_counter() - self.last_line >= self.every_s:
             self.last_line = time.perf_counter()
-            log.info("step %d/%d | %s", step, self.total, " | ".join(f"{k} {v}" for k, v in shown.items()))
+            log.info("%d/%d %s | %s", step, self.total, self.unit, " | ".join(f"{k} {v}" for k, v in shown.items()))
 
     def close(self) -> None:
         if self.bar is not None:

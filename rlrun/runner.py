@@ -1,7 +1,8 @@
-"""One training run: validate, seed, build, then repeat the algorithm's box until the budget.
+"""One training run: build, then repeat the algorithm's box until the budget.
 
-Everything every algorithm needs lives here once: the budget, evaluation, logging, checkpoints,
-the model file and the summary. The algorithm's own file holds only its algorithm.
+Everything every algorithm needs lives here once: the step counter and budget in the algorithm's
+x-axis unit, evaluation, logging, checkpoints, the final and best model files, and the summary.
+The algorithm's own file holds only its algorithm.
 """
 
 from __future__ import annotations
@@ -9,81 +10,47 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 import signal
 import threading
 import time
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import matplotlib.image
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from rlrun import algos, checkpoint, config, envs, evaluate
+from rlrun import checkpoint, evaluation
+from rlrun.algos.base import Algorithm
+from rlrun.build import build
 from rlrun.config import ConfigError
-from rlrun.data import sample_trajectories
 from rlrun.logger import EVAL_TAG, Logger
+from rlrun.state import set_global_rng_state
 
 log = logging.getLogger("rlrun")
 
 SUMMARY_FILE = "summary.json"  # written last: its presence marks a finished run
 
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device", name, "auto or cpu (torch sees no CUDA device here)")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def eval_seed(seed: int) -> int:
-    """Seed of the first evaluation episode (episode i starts from seed + i), apart from training's."""
-    return seed + 10_000
-
-
-class Evaluator:
-    """`episodes` episodes of the deterministic policy, side by side on envs of their own.
-
-    Every evaluation starts from the same seeded initial states, so points of one curve differ
-    only by the policy.
-    """
-
-    def __init__(self, env_cfg: DictConfig, episodes: int, seed: int):
-        self.env = envs.make_vec_env(env_cfg, episodes)
-        self.seed = eval_seed(seed)
-
-    def __call__(self, act) -> np.ndarray:
-        return sample_trajectories(self.env, act, self.seed).episode_returns
-
-
-def build(cfg: DictConfig, run_dir: Path | None = None):
-    """Validate the config and build the algorithm; raises ConfigError on any bad value."""
-    config.check(cfg, config.RULES)
-    algo_cls = algos.get(cfg.algo.name)
-    config.check(cfg, algo_cls.RULES, prefix="algo.")
-    seed_everything(cfg.seed)
-    torch.set_num_threads(cfg.threads)
-    ctx = algos.Context(env_cfg=cfg.env, seed=cfg.seed, device=pick_device(cfg.device), run_dir=run_dir)
-    return algo_cls(cfg.algo, ctx)
+# Units of the x-axis as the console names them.
+UNIT_NAMES = {"env_steps": "env steps", "gradient_steps": "gradient steps", "iterations": "iterations"}
+# Points of the training curves when log.every is null: per 1000 steps, or every iteration of an
+# algorithm whose x-axis counts iterations (few and expensive).
+DEFAULT_LOG_EVERY = {"env_steps": 1000, "gradient_steps": 1000, "iterations": 1}
 
 
 @dataclass
 class Progress:
     """The runner's own state, saved in every checkpoint beside the algorithm's."""
 
-    step: int = 0  # env steps taken
+    step: int = 0  # x-axis units taken: env steps, gradient steps or iterations (the algorithm's x_axis)
     iterations: int = 0  # calls of `iterate()`
     train_seconds: float = 0.0  # time inside `iterate()`, the denominator of charts/SPS
     evaluated_at: int = -1  # x of the latest evaluation
     eval_returns: list[float] = field(default_factory=list)  # its episode returns
+    best_return: float | None = None  # the best evaluation's mean return so far
+    best_step: int = -1  # and its x
     video_at: int = -1  # x of the latest eval video
 
 
@@ -125,13 +92,41 @@ class StopOnSignal:
 
 
 def crossed(before: int, after: int, every: int) -> bool:
-    """Whether going from `before` to `after` env steps passed a multiple of `every` (0: never).
+    """Whether going from `before` to `after` steps passed a multiple of `every` (0: never).
     Derived from the step alone, so a resumed run keeps the schedule and may change `every`."""
     return every > 0 and after // every > before // every
 
 
-def check_finite(step: int, metrics: dict, algo, last_good: Path | None) -> None:
-    bad = [f"{tag}={value}" for tag, value in metrics.items() if tag.startswith("losses/") and not math.isfinite(value)]
+class Metrics:
+    """The training metrics of the iterations since the last logged point, logged as their means."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+        self.images: dict[str, np.ndarray] = {}
+
+    def add(self, metrics: dict) -> None:
+        for tag, value in metrics.items():
+            if isinstance(value, np.ndarray):
+                self.images[tag] = value
+            else:
+                self.sums[tag] += value
+                self.counts[tag] += 1
+
+    def take(self) -> dict:
+        """The means (and the latest images), emptying the accumulator."""
+        out = {tag: total / self.counts[tag] for tag, total in self.sums.items()}
+        out.update(self.images)
+        self.__init__()
+        return out
+
+
+def check_finite(step: int, metrics: dict, algo: Algorithm, last_good: Path | None) -> None:
+    bad = [
+        f"{tag}={value}"
+        for tag, value in metrics.items()
+        if tag.startswith("losses/") and not isinstance(value, np.ndarray) and not math.isfinite(value)
+    ]
     for name, net in algo.networks().items():
         if not all(torch.isfinite(p).all() for p in net.parameters()):  # a module may have none (tables)
             bad.append(f"parameters of {name}")
@@ -151,7 +146,7 @@ def after_earlier_event_files(tb_dir: Path) -> None:
         time.sleep(0.05)
 
 
-def resume(cfg: DictConfig, run_dir: Path, algo) -> Progress:
+def resume(cfg: DictConfig, run_dir: Path, algo: Algorithm) -> Progress:
     """Load the newest checkpoint in `run_dir` into `algo` and the global generators and return
     the runner's state from it; a fresh Progress when the folder holds none (a new run)."""
     if cfg.resume is not None:
@@ -166,11 +161,17 @@ def resume(cfg: DictConfig, run_dir: Path, algo) -> Progress:
     if path is None:
         return Progress()
     state = checkpoint.safe_load(path)  # on the CPU: numpy buffers and generator states want it there
+    if not isinstance(state, dict) or not {"config", "algo", "rng", "runner"} <= state.keys():
+        raise ConfigError("checkpoint", str(path), "a checkpoint written by rlrun (this file is not one)")
     checkpoint.check_same_run(state["config"], cfg, run_dir)
-    algo.load_state_dict(state["algo"])
-    checkpoint.set_global_rng_state(state["rng"])
+    try:
+        algo.load_state_dict(state["algo"])
+        set_global_rng_state(state["rng"])
+        progress = Progress(**state["runner"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as err:
+        raise ConfigError("checkpoint", str(path), f"a checkpoint this version of rlrun wrote ({err})") from None
     log.info("resuming from %s", path)
-    return Progress(**state["runner"])
+    return progress
 
 
 def train(cfg: DictConfig, run_dir: Path) -> float:
@@ -180,64 +181,71 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     non-finite loss or parameter and Interrupted after saving on SIGINT/SIGTERM.
     """
     try:
-        algo = build(cfg, run_dir)
+        algo = build(cfg)
         if cfg.eval.video:
-            evaluate.require_video_support("eval.video")
+            evaluation.require_video_support("eval.video")
         progress = resume(cfg, run_dir, algo)
     except ConfigError:
         checkpoint.restore_config(run_dir)  # an existing run's config, which Hydra has just overwritten
         raise
-    # An algorithm that takes no env steps (dynamic programming on a known model) is plotted per iteration.
-    per_iteration = getattr(algo, "x_axis", "env_steps") == "iterations"
-
-    def x() -> int:
-        return progress.iterations if per_iteration else progress.step
-
-    evaluator = Evaluator(cfg.env, cfg.eval.episodes, cfg.seed)
+    unit = algo.x_axis
+    log_every = cfg.log.every if cfg.log.every is not None else DEFAULT_LOG_EVERY[unit]
+    config = OmegaConf.to_container(cfg, resolve=True)
+    evaluator = evaluation.Evaluator(cfg.env, cfg.eval.episodes, cfg.seed)
     after_earlier_event_files(run_dir / "tb")
-    logger = Logger(run_dir, cfg, start_step=x())
+    logger = Logger(run_dir, cfg, start_step=progress.step, unit=UNIT_NAMES[unit])
     last_good = checkpoint.latest_checkpoint(run_dir)
+    pending = Metrics()
+
+    def log_point() -> None:
+        """The means since the last point, checked for divergence, as one point of the curves."""
+        metrics = pending.take()
+        check_finite(progress.step, metrics, algo, last_good)
+        if metrics:
+            metrics["charts/SPS"] = progress.step / max(progress.train_seconds, 1e-9)
+            logger.log(progress.step, metrics)
 
     def run_eval() -> None:
-        progress.eval_returns, progress.evaluated_at = evaluator(algo.act).tolist(), x()
-        logger.log(x(), {EVAL_TAG: float(np.mean(progress.eval_returns))})
+        progress.eval_returns, progress.evaluated_at = evaluator(algo.act).tolist(), progress.step
+        mean = float(np.mean(progress.eval_returns))
+        logger.log(progress.step, {EVAL_TAG: mean})
+        if progress.best_return is None or mean > progress.best_return:
+            progress.best_return, progress.best_step = mean, progress.step
+            checkpoint.save_model(run_dir / checkpoint.BEST_MODEL_FILE, algo.networks(), config, progress.step)
 
     def record_video() -> None:
-        name = f"step_{x():012d}"
-        _, frames, fps = evaluate.record_episode(
-            cfg.env, algo.act, eval_seed(cfg.seed), run_dir / evaluate.VIDEO_DIR, name
+        name = f"step_{progress.step:012d}"
+        _, frames, fps = evaluation.record_episode(
+            cfg.env, algo.act, evaluation.eval_seed(cfg.seed), run_dir / evaluation.VIDEO_DIR, name
         )
-        logger.video(evaluate.VIDEO_TAG, x(), evaluate.tensorboard_clip(frames), fps)
-        progress.video_at = x()
+        logger.video(evaluation.VIDEO_TAG, progress.step, evaluation.tensorboard_clip(frames), fps)
+        progress.video_at = progress.step
 
     def target_reached() -> bool:
         stop_at = cfg.eval.stop_at
         return stop_at is not None and bool(progress.eval_returns) and np.mean(progress.eval_returns) >= stop_at
 
     def done() -> bool:
-        return progress.step >= cfg.total_timesteps or getattr(algo, "finished", False) or target_reached()
+        return progress.step >= cfg.total_timesteps or algo.finished or target_reached()
 
     def save() -> Path:
+        log_point()  # a checkpoint holds no half-averaged point, and no diverged parameters
         logger.flush()  # every point up to this checkpoint is on disk before the checkpoint is
-        state = {
-            "algo": algo.state_dict(),
-            "runner": asdict(progress),
-            "config": OmegaConf.to_container(cfg, resolve=True),
-        }
-        return checkpoint.save_checkpoint(run_dir, x(), state, cfg.checkpoint.keep)
+        state = {"algo": algo.state_dict(), "runner": asdict(progress), "config": config}
+        return checkpoint.save_checkpoint(run_dir, progress.step, state, cfg.checkpoint.keep)
 
     with StopOnSignal() as stop:
         try:
             while not done() and stop.signum is None:
                 before = progress.step
                 start = time.perf_counter()
-                steps, metrics = algo.iterate()
+                steps, metrics = algo.iterate(progress.step)
                 progress.train_seconds += time.perf_counter() - start
                 progress.step += steps
                 progress.iterations += 1
-                check_finite(x(), metrics, algo, last_good)
-                metrics["charts/SPS"] = progress.step / max(progress.train_seconds, 1e-9)
-                logger.log(x(), metrics)
+                pending.add(metrics)
+                if crossed(before, progress.step, log_every):
+                    log_point()
                 if crossed(before, progress.step, cfg.eval.every):
                     run_eval()
                 if cfg.eval.video and crossed(before, progress.step, cfg.eval.video_every):
@@ -248,30 +256,52 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
             if not done():
                 path = save()
                 raise Interrupted(
-                    stop.signum, f"stopped by {signal.strsignal(stop.signum)} at step {x()}; saved {path}"
+                    stop.signum, f"stopped by {signal.strsignal(stop.signum)} at step {progress.step}; saved {path}"
                 )
-            if progress.evaluated_at != x():
+            if progress.evaluated_at != progress.step:
                 run_eval()
-            if cfg.eval.video and progress.video_at != x():
+            if cfg.eval.video and progress.video_at != progress.step:
                 record_video()
             save()
         finally:
             logger.close()
-    checkpoint.save_model(run_dir, algo.networks())
+            evaluator.close()
+    checkpoint.save_model(run_dir / checkpoint.MODEL_FILE, algo.networks(), config, progress.step)
+    write_artefacts(run_dir, algo.artefacts())
+    return write_summary(run_dir, progress, unit)
+
+
+def write_artefacts(run_dir: Path, artefacts: dict) -> None:
+    """Arrays as .npy, [H, W, 3] uint8 pictures as .png."""
+    for name, value in artefacts.items():
+        if name.endswith(".png"):
+            matplotlib.image.imsave(run_dir / name, value)
+        else:
+            np.save(run_dir / name, value)
+
+
+def write_summary(run_dir: Path, progress: Progress, unit: str) -> float:
     returns = np.array(progress.eval_returns)
     summary = {
         "eval_return_mean": float(returns.mean()),
         "eval_return_std": float(returns.std()),
-        "env_steps": progress.step,
+        "best_eval_return_mean": progress.best_return,
+        "best_step": progress.best_step,
+        "x_axis": unit,
+        "steps": progress.step,
+        "env_steps": progress.step if unit == "env_steps" else 0,
         "train_seconds": progress.train_seconds,
         "run_dir": str(run_dir),
     }
     (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     log.info(
-        "final eval return %.2f ± %.2f | %d env steps | %.1f s training | %s",
+        "final eval return %.2f ± %.2f | best %.2f at %d | %d %s | %.1f s training | %s",
         summary["eval_return_mean"],
         summary["eval_return_std"],
+        progress.best_return,
+        progress.best_step,
         progress.step,
+        UNIT_NAMES[unit],
         progress.train_seconds,
         run_dir,
     )

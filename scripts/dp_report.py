@@ -24,9 +24,9 @@ import time
 import numpy as np
 from hydra import compose, initialize_config_dir
 
-from rlrun import runner
 from rlrun.algos import dynamic_programming
-from rlrun.cli import config_dir
+from rlrun.build import build
+from rlrun.config import config_dir
 from rlrun.data import sample_trajectories
 
 ENVS = {
@@ -63,7 +63,7 @@ def solve(overrides: list[str]):
     global picture_seconds
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[*overrides, "algo.eval_episodes=0"])
-    algo = runner.build(cfg)
+    algo = build(cfg)
     picture_seconds = 0.0
     start = time.perf_counter()
     while not algo.finished:

@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rlrun.cli import config_dir
+from rlrun.config import config_dir
 
 # Small budgets everywhere: tests check behaviour, the scripts in scripts/ measure learning.
 TINY = ["total_timesteps=600", "eval.every=300", "eval.episodes=2", "log.progress=none"]

@@ -92,8 +92,8 @@ def poison(kind: str, on_call: int):
     """Reinforce.iterate, with a NaN loss or NaN parameters from its `on_call`-th call on."""
     original, steps = Reinforce.iterate, []
 
-    def iterate(self):
-        n, metrics = original(self)
+    def iterate(self, step):
+        n, metrics = original(self, step)
         steps.append(n)
         if len(steps) == on_call:
             if kind == "loss":

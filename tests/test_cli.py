@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from rlrun import runner
+from rlrun.build import build
 from rlrun.config import ConfigError
 from tests.conftest import TINY, make_config, read_scalars, run_cli
 
@@ -85,7 +86,7 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("override,shown,allowed", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
 def test_bad_value_is_refused_naming_key_value_and_what_is_allowed(override, shown, allowed):
     with pytest.raises(ConfigError) as err:
-        runner.build(make_config(*override.split()))
+        build(make_config(*override.split()))
     assert str(err.value).startswith(f"{shown} is not allowed: {allowed}")
 
 

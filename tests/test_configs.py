@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from rlrun import algos, config
-from rlrun.cli import config_dir
+from rlrun import config
+from rlrun.algos import specs
+from rlrun.config import config_dir
 from tests.conftest import make_config
 
 CONFIGS = Path(config_dir())
@@ -38,14 +39,13 @@ def test_required_groups_are_present():
 def test_every_algo_key_has_a_rule_and_every_rule_a_key(algo):
     cfg = make_config(f"algo={algo}")
     keys = {k for k in cfg.algo if k != "name"}
-    assert keys == set(algos.get(algo).RULES), "algo yaml keys and the module's RULES differ"
+    assert keys == set(specs.get(algo).rules), "algo yaml keys and its rules in rlrun.algos.specs differ"
 
 
 @pytest.mark.parametrize("algo", ALGOS)
 def test_defaults_pass_validation(algo):
     cfg = make_config(f"algo={algo}")
-    config.check(cfg, config.RULES)
-    config.check(cfg, algos.get(algo).RULES, prefix="algo.")
+    specs.validate(cfg)
 
 
 def test_every_top_level_key_has_a_rule():

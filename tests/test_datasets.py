@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from rlrun import datasets
+from rlrun import collect, datasets
 from rlrun.config import ConfigError
 from tests.conftest import make_config
 
@@ -93,13 +93,13 @@ def test_a_missing_path_is_one_config_error(tmp_path):
 
 def test_collect_command_writes_a_loadable_file_and_refuses_bad_arguments(tmp_path, capsys):
     out = tmp_path / "random.npz"
-    datasets.main(["--out", str(out), "--transitions", "200", "env=acrobot"])
+    collect.main(["--out", str(out), "--transitions", "200", "env=acrobot"])
     assert "wrote 200 transitions" in capsys.readouterr().out
     acrobot = gym.make("Acrobot-v1")
     assert len(datasets.load(out, acrobot.observation_space, acrobot.action_space)["rewards"]) == 200
     for bad in (["--policy", str(tmp_path)], ["--epsilon", "1.5"], ["env=nope"]):
         with pytest.raises(SystemExit) as exit_:
-            datasets.main(["--out", str(tmp_path / "x.npz"), *bad])
+            collect.main(["--out", str(tmp_path / "x.npz"), *bad])
         assert exit_.value.code == 2
         assert capsys.readouterr().err.startswith("rlrun-collect: error: ")
     assert not (tmp_path / "x.npz").exists()

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from rlrun import runner
 from rlrun.algos.dynamic_programming import Model
+from rlrun.build import build
 from rlrun.checkpoint import load_policy
 from rlrun.config import ConfigError
 from tests.conftest import make_config, read_scalars, run_cli
@@ -51,9 +52,9 @@ KNOWN_V = np.array([GAMMA * 100 / 11, 100 / 11, 0.0])
 
 def solve(*overrides: str):
     """Build the algorithm and run its box until it says it has converged."""
-    algo = runner.build(make_config(*overrides, "algo.eval_episodes=0"))
+    algo = build(make_config(*overrides))
     while not algo.finished:
-        algo.iterate()
+        algo.iterate(0)
     return algo
 
 
@@ -85,16 +86,16 @@ def test_value_and_policy_iteration_agree_on_frozenlake_4x4():
 
 
 def test_policy_iteration_stops_only_once_no_action_changes():
-    algo = runner.build(make_config("algo=policy_iteration", "env=frozenlake", "algo.eval_episodes=0"))
+    algo = build(make_config("algo=policy_iteration", "env=frozenlake"))
     changes = []
     while not algo.finished:
-        changes.append(algo.iterate()[1]["dp/policy_changes"])
+        changes.append(algo.iterate(0)[1]["dp/policy_changes"])
     assert changes[-1] == 0 and all(c > 0 for c in changes[:-1])
 
 
 def test_a_run_logs_every_iteration_and_saves_values_policy_and_picture(tmp_path):
     cfg = make_config(
-        "algo=value_iteration", "env=frozenlake", "algo.eval_episodes=2", "eval.episodes=2", "log.progress=none"
+        "algo=value_iteration", "env=frozenlake", "eval.every=1", "eval.episodes=2", "log.progress=none"
     )
     runner.train(cfg, tmp_path)
     V, pi = np.load(tmp_path / "values.npy"), np.load(tmp_path / "policy.npy")
@@ -104,7 +105,7 @@ def test_a_run_logs_every_iteration_and_saves_values_policy_and_picture(tmp_path
     residuals = scalars["dp/bellman_residual"]
     assert [x for x, _ in residuals] == list(range(1, len(residuals) + 1))  # x-axis: iterations
     assert residuals[-1][1] < cfg.algo.theta <= residuals[-2][1]
-    assert len(scalars["charts/episodic_return"]) == len(residuals)
+    assert len(scalars["eval/episodic_return"]) == len(residuals)  # the greedy policy, evaluated by the runner
     (tmp_path / ".hydra").mkdir()
     OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")
     assert (load_policy(tmp_path)(np.arange(16)) == pi).all()  # model.pt holds the solution
@@ -114,15 +115,15 @@ def test_gamma_1_is_accepted_only_where_every_policy_ends():
     always_ends = {0: {0: [(1.0, 1, 1.0, False)], 1: [(1.0, 0, 0.0, True)]}, 1: {0: [(1.0, 0, 2.0, True)]}}
     assert not Model.from_table(always_ends, 2, 1).has_endless_policy()
     with pytest.raises(ConfigError, match=r"algo.gamma=1 is not allowed: a number in \[0, 1\) for env=frozenlake"):
-        runner.build(make_config("algo=value_iteration", "env=frozenlake", "algo.gamma=1"))
+        build(make_config("algo=value_iteration", "env=frozenlake", "algo.gamma=1"))
     with pytest.raises(ConfigError, match="algo.gamma=1"):
-        runner.build(make_config("algo=policy_iteration", *THREE_STATES, "algo.gamma=1"))
+        build(make_config("algo=policy_iteration", *THREE_STATES, "algo.gamma=1"))
 
 
 @pytest.mark.parametrize("theta", ["0", "-1e-6"])
 def test_theta_must_be_positive(theta):
     with pytest.raises(ConfigError, match=r"algo.theta=\S+ is not allowed: a number > 0"):
-        runner.build(make_config("algo=value_iteration", "env=frozenlake", f"algo.theta={theta}"))
+        build(make_config("algo=value_iteration", "env=frozenlake", f"algo.theta={theta}"))
 
 
 def test_env_without_a_model_gets_one_line_naming_the_envs_that_have_one(tmp_cwd):

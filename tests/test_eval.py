@@ -9,7 +9,7 @@ import imageio_ffmpeg
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rlrun import evaluate, runner
+from rlrun import evaluate, evaluation, runner
 from tests.conftest import make_config
 
 TINY_RUN = ["total_timesteps=400", "eval.every=0", "eval.episodes=3", "log.progress=none"]
@@ -31,10 +31,10 @@ def trained(tmp_path_factory):
 
 def test_training_records_an_eval_video_to_mp4_and_tensorboard(trained):
     summary = json.loads((trained / runner.SUMMARY_FILE).read_text())
-    mp4 = trained / evaluate.VIDEO_DIR / f"step_{summary['env_steps']:012d}-episode-0.mp4"
+    mp4 = trained / evaluation.VIDEO_DIR / f"step_{summary['env_steps']:012d}-episode-0.mp4"
     frames, _ = imageio_ffmpeg.count_frames_and_secs(str(mp4))
     assert frames > 1
-    assert video_tags(trained) == [evaluate.VIDEO_TAG]
+    assert video_tags(trained) == [evaluation.VIDEO_TAG]
 
 
 def test_rlrun_eval_reproduces_the_final_evaluation_of_the_run(trained, capsys):
@@ -55,7 +55,7 @@ def test_rlrun_eval_video_writes_an_mp4_of_the_episode_and_logs_it(trained, caps
     assert match, out
     frames, _ = imageio_ffmpeg.count_frames_and_secs(match[2])
     assert frames == int(float(match[1])) + 1  # CartPole pays 1 per step; one frame per step plus the reset's
-    assert evaluate.VIDEO_TAG in video_tags(trained)
+    assert evaluation.VIDEO_TAG in video_tags(trained)
 
 
 @pytest.mark.parametrize(
@@ -63,7 +63,7 @@ def test_rlrun_eval_video_writes_an_mp4_of_the_episode_and_logs_it(trained, caps
     [
         (["RUN", "episodes=0"], "episodes=0 is not allowed: an integer >= 1"),
         (["RUN", "video=maybe"], "video='maybe' is not allowed: true or false"),
-        (["RUN", "speed=2"], "speed='2' is not allowed: a key among episodes, video, seed, device"),
+        (["RUN", "speed=2"], "speed='2' is not allowed: a key among episodes, video, seed, device, which"),
         (
             ["no/such/run"],
             "checkpoint='no/such/run' is not allowed: a run directory holding checkpoints/step_*.pt, or such a file",

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from rlrun import datasets, runner
+from rlrun import collect, datasets, runner
 from rlrun.algos.fqi import epsilon_at, q_targets
 from rlrun.buffers import ReplayBuffer, Transitions
+from rlrun.build import build
 from rlrun.config import ConfigError
 from tests.conftest import TINY, make_config, read_scalars, run_cli
 
@@ -61,10 +62,10 @@ def test_replay_buffer_keeps_the_newest_transitions_and_samples_only_stored_ones
 
 
 def test_one_iteration_collects_n_transitions_and_takes_k_times_s_steps():
-    algo = runner.build(make_config("algo=fqi", "algo.N=64", "algo.num_envs=4", "algo.K=2", "algo.S=3",
+    algo = build(make_config("algo=fqi", "algo.N=64", "algo.num_envs=4", "algo.K=2", "algo.S=3",
                                     "algo.batch_size=16", "algo.learning_starts=0"))
     before = [p.clone() for p in algo.q.parameters()]
-    steps, metrics = algo.iterate()
+    steps, metrics = algo.iterate(0)
     assert 60 <= steps <= 64 and len(algo.buffer) == steps  # reset steps after an episode end are no transitions
     assert algo.optimizer.state_dict()["state"][0]["step"].item() == 2 * 3
     assert {"losses/q_loss", "losses/q_values", "charts/epsilon"} <= set(metrics)
@@ -78,11 +79,11 @@ def test_online_run_then_a_dataset_from_its_model_then_an_offline_run(tmp_cwd):
     for tag in ("losses/q_loss", "losses/q_values", "charts/epsilon", "eval/episodic_return"):
         assert scalars[tag] and all(math.isfinite(v) for _, v in scalars[tag]), tag
 
-    datasets.main(["--out", str(tmp_cwd / "d.npz"), "--transitions", "500", "--policy", "online", "--epsilon", "0.3"])
-    cfg = make_config("algo=fqi", f"algo.dataset={tmp_cwd / 'd.npz'}", "algo.K=2", "algo.S=50", *TINY)
+    collect.main(["--out", str(tmp_cwd / "d.npz"), "--transitions", "500", "--policy", "online", "--epsilon", "0.3"])
+    cfg = make_config("algo=fqi", f"algo.dataset={tmp_cwd / 'd.npz'}", "algo.K=2", "algo.S=50", "log.every=100", *TINY)
     final = runner.train(cfg, tmp_cwd / "offline")
     summary = json.loads((tmp_cwd / "offline" / "summary.json").read_text())
-    assert summary["env_steps"] == 600 and math.isfinite(final)  # offline, steps count gradient steps
+    assert summary["steps"] == 600 and summary["x_axis"] == "gradient_steps" and math.isfinite(final)  # offline
     assert [s for s, _ in read_scalars(tmp_cwd / "offline")["losses/q_loss"]] == [100, 200, 300, 400, 500, 600]
 
 
@@ -100,11 +101,11 @@ def test_online_run_then_a_dataset_from_its_model_then_an_offline_run(tmp_cwd):
 )
 def test_bad_input_is_one_config_error(override, allowed):
     with pytest.raises(ConfigError) as err:
-        runner.build(make_config("algo=fqi", override))
+        build(make_config("algo=fqi", override))
     assert allowed in str(err.value)
 
 
 def test_a_dataset_smaller_than_a_batch_is_refused(tmp_path):
     datasets.save(tmp_path / "small.npz", HAND_MADE)
     with pytest.raises(ConfigError, match="algo.batch_size=64 is not allowed: <= the dataset's 3 transitions"):
-        runner.build(make_config("algo=fqi", f"algo.dataset={tmp_path / 'small.npz'}"))
+        build(make_config("algo=fqi", f"algo.dataset={tmp_path / 'small.npz'}"))

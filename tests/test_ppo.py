@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from rlrun import runner
 from rlrun.algos.ppo import clipped_surrogate
+from rlrun.build import build
 from rlrun.config import ConfigError
 from tests.conftest import TINY, make_config, read_scalars, run_cli
 
@@ -21,7 +21,7 @@ PPO_TAGS = {
     "losses/clipfrac",
     "losses/explained_variance",
 }
-SMALL = ["algo=ppo", "algo.N=4", "algo.T=16", "algo.minibatch_size=16", "algo.epochs=2"]
+SMALL = ["algo=ppo", "algo.num_envs=4", "algo.T=16", "algo.minibatch_size=16", "algo.epochs=2"]
 
 
 def test_clipped_surrogate_on_hand_made_ratios_and_advantages():
@@ -46,20 +46,27 @@ def test_cli_run_logs_its_loss_tags(tmp_cwd):
 
 
 def test_learning_rate_anneals_linearly_to_zero_over_its_steps():
-    algo = runner.build(make_config(*SMALL, "algo.lr_anneal_steps=128"))
-    lr = algo.cfg.lr
-    assert algo.iterate()[1]["charts/learning_rate"] == lr
-    done = algo.steps
-    assert algo.iterate()[1]["charts/learning_rate"] == pytest.approx(lr * (1 - done / 128))
-    while algo.steps < 128:
-        algo.iterate()
-    assert algo.iterate()[1]["charts/learning_rate"] == 0
+    algo = build(make_config(*SMALL, "algo.lr_anneal_steps=128"))
+    lr, done = algo.cfg.lr, 0
+
+    def iterate() -> dict:
+        nonlocal done
+        steps, metrics = algo.iterate(done)
+        done += steps
+        return metrics
+
+    assert iterate()["charts/learning_rate"] == lr
+    before = done
+    assert iterate()["charts/learning_rate"] == pytest.approx(lr * (1 - before / 128))
+    while done < 128:
+        iterate()
+    assert iterate()["charts/learning_rate"] == 0
 
 
 def test_same_seed_same_updates_and_continuous_actions_train():
     def metrics(seed):
-        algo = runner.build(make_config(*SMALL, "env=pendulum", f"seed={seed}"))
-        return [algo.iterate()[1] for _ in range(2)]
+        algo = build(make_config(*SMALL, "env=pendulum", f"seed={seed}"))
+        return [algo.iterate(step)[1] for step in (0, 64)]
 
     first, again, other = metrics(0), metrics(0), metrics(1)
     assert first == again and first != other
@@ -79,14 +86,14 @@ def test_same_seed_same_updates_and_continuous_actions_train():
 )
 def test_bad_values_are_refused_with_the_key_and_what_is_allowed(override, allowed):
     with pytest.raises(ConfigError) as err:
-        runner.build(make_config("algo=ppo", override))
+        build(make_config("algo=ppo", override))
     assert str(err.value).startswith(override.split("=")[0]) and str(err.value).endswith(allowed)
 
 
 def test_a_minibatch_larger_than_the_rollout_is_one_line_and_exit_code_2(tmp_cwd):
-    proc = run_cli("algo=ppo", "algo.N=2", "algo.T=8", "algo.minibatch_size=32", *TINY, cwd=tmp_cwd, check=False)
+    proc = run_cli("algo=ppo", "algo.num_envs=2", "algo.T=8", "algo.minibatch_size=32", *TINY, cwd=tmp_cwd, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "rlrun: error: algo.minibatch_size=32 is not allowed: an integer in [1, 16] (a rollout holds N * T = 16 steps)"
+        "rlrun: error: algo.minibatch_size=32 is not allowed: an integer in [1, 16] (a rollout holds num_envs * T = 16 steps)"
     ]
     assert not list((tmp_cwd / "outputs").glob("*/*"))

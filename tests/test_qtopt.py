@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from rlrun import runner
+from rlrun.build import build
 from rlrun.config import ConfigError
 from tests.conftest import TINY, make_config, read_scalars
 
@@ -17,7 +18,7 @@ SMALL = ["algo=qtopt", "env=pendulum", "algo.N=32", "algo.S=4", "algo.batch_size
 
 
 def test_targets_use_the_smaller_target_q_at_the_cem_argmax():
-    algo = runner.build(make_config(*SMALL, "algo.cem_iterations=4"))
+    algo = build(make_config(*SMALL, "algo.cem_iterations=4"))
     obs = torch.as_tensor(np.random.default_rng(0).normal(size=(8, 3)), dtype=torch.float32)
     best = algo.greedy(algo.q_target, obs, torch.Generator().manual_seed(0))
     assert ((best.actions >= -2) & (best.actions <= 2)).all()
@@ -36,15 +37,15 @@ def test_short_run_logs_q_and_cem_tags_and_acts_within_the_bounds(tmp_path):
 
 
 def test_an_iteration_steps_both_qs_s_times():
-    algo = runner.build(make_config(*SMALL, "algo.K=2"))
-    steps, metrics = algo.iterate()
+    algo = build(make_config(*SMALL, "algo.K=2"))
+    steps, metrics = algo.iterate(0)
     assert steps == 32 and algo.optimizer.state_dict()["state"][0]["step"].item() == 2 * 4
     assert metrics["losses/cem_elite_std"] >= 0
 
 
 def test_an_iteration_smaller_than_a_batch_samples_full_batches():
-    algo = runner.build(make_config(*SMALL, "algo.N=4", "algo.S=8"))
-    steps, metrics = algo.iterate()  # 4 transitions in the buffer, batches of 32 drawn with replacement
+    algo = build(make_config(*SMALL, "algo.N=4", "algo.S=8"))
+    steps, metrics = algo.iterate(0)  # 4 transitions in the buffer, batches of 32 drawn with replacement
     assert steps == 4 and algo.optimizer.state_dict()["state"][0]["step"].item() == 8
     assert math.isfinite(metrics["losses/q_loss"])
 
@@ -60,5 +61,5 @@ def test_an_iteration_smaller_than_a_batch_samples_full_batches():
 )
 def test_bad_input_is_one_config_error(override, allowed):
     with pytest.raises(ConfigError) as err:
-        runner.build(make_config(*SMALL, override))
+        build(make_config(*SMALL, override))
     assert allowed in str(err.value)

@@ -20,7 +20,7 @@ from tests.conftest import make_config, read_scalars, run_cli
 
 REINFORCE = ["algo=reinforce", "eval.every=500", "eval.episodes=2", "checkpoint.every=500", "log.progress=none"]
 # lr_anneal_steps fixed: by default it follows total_timesteps, which the killed run sets far away
-PPO = ["algo=ppo", "algo.N=4", "algo.T=32", "algo.minibatch_size=64", "algo.lr_anneal_steps=null", *REINFORCE[1:]]
+PPO = ["algo=ppo", "algo.num_envs=4", "algo.T=32", "algo.minibatch_size=64", "algo.lr_anneal_steps=null", *REINFORCE[1:]]
 
 
 def kill_after_first_checkpoint(overrides: list[str], run_dir: Path) -> Path:
@@ -83,8 +83,8 @@ def test_resume_with_another_algorithm_is_refused_and_the_run_is_kept(tmp_path):
 def test_sigint_saves_a_checkpoint_after_the_iteration_and_stops(tmp_path, monkeypatch):
     original, steps = Reinforce.iterate, []
 
-    def iterate(self):
-        n, metrics = original(self)
+    def iterate(self, step):
+        n, metrics = original(self, step)
         steps.append(n)
         if len(steps) == 3:
             os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of the run

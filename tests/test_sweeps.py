@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlrun import sweep
-from rlrun.cli import config_dir
+from rlrun.config import config_dir
 from tests.conftest import TINY, make_config, run_cli
 
 

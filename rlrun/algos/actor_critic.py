@@ -7,7 +7,7 @@ online (algo.online=true), the lecture's box exactly, on one env:
     4. grad J(theta) ~ grad log pi_theta(a|s) A(s, a)
     5. theta <- theta + alpha grad J(theta)
 
-batched (the default): the same steps for T steps of N envs at once, the target and A by
+batched (the default): the same steps for T steps of num_envs envs at once, the target and A by
 n-step returns r_t + ... + gamma^(T-t) V_phi(s_T) or by GAE(lambda), plus an entropy bonus, and
 steps 2 and 5 taken as one gradient step on the sum of both losses.
 
@@ -16,158 +16,24 @@ A terminal state is worth 0; a time-limit cut bootstraps from V_phi of its final
 
 from __future__ import annotations
 
-import gymnasium as gym
-import numpy as np
 import torch
 
-from rlrun import envs
-from rlrun.algos import Context, plain
-from rlrun.config import choice, flag, integer, layers, number, optional
-from rlrun.data import Rollout, RolloutCollector, discounted_returns, gae
-from rlrun.nets import ActorCritic as ActorCriticNet
-
-# The keys actor_critic and ppo share; `OnPolicy` and both boxes read them.
-ON_POLICY_RULES = {
-    "N": integer(1),
-    "T": integer(1),
-    "gamma": number(0, 1),
-    "gae_lambda": number(0, 1),
-    "normalize_advantages": flag(),
-    "value_coef": number(0),
-    "entropy_coef": number(0),
-    "lr": number(0, low_open=True),
-    "lr_anneal_steps": optional(integer(1)),
-    "max_grad_norm": optional(number(0, low_open=True)),
-    "shared": flag(),
-    "hidden_sizes": layers(),
-    "activation": choice("tanh", "relu"),
-    "log_std_init": number(-20, 2),
-}
-
-# Online boxes per iterate(): the runner logs, checks for NaNs and may checkpoint between iterations,
-# which would cost more than the box itself if done after every transition.
-ONLINE_BOXES = 100
-
-RULES = {"online": flag(), "advantage": choice("nstep", "gae"), **ON_POLICY_RULES}
-
-
-def masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Mean over the valid entries, without a host round trip (no boolean indexing)."""
-    return (x * valid).sum() / valid.sum().clamp(min=1)
-
-
-def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    """losses/explained_variance = 1 - Var(target - V) / Var(target): 1 is a perfect critic, <= 0 no
-    better than a constant. Left out when the targets do not vary (it is undefined, not a divergence)."""
-    var = target.var()
-    return {} if not var > 0 else {"losses/explained_variance": (1 - (target - predicted).var() / var).item()}
-
-
-class OnPolicy:
-    """What actor-critic and PPO share: the networks, one optimiser, the rollout collector, sampling.
-
-    Each algorithm's `iterate()` is its own box; this holds only the plumbing around it.
-    """
-
-    def __init__(self, cfg, ctx: Context, name: str, num_envs: int):
-        obs_space, action_space = ctx.spaces
-        envs.require_action_space(ctx.env_cfg, action_space, (gym.spaces.Discrete, gym.spaces.Box), name)
-        self.cfg, self.device = plain(cfg), ctx.device
-        self.net = ActorCriticNet(
-            obs_space, action_space, cfg.hidden_sizes, cfg.activation, cfg.log_std_init, cfg.shared
-        ).to(self.device)
-        # fused: one kernel for all parameters, the cheapest Adam step for many tiny updates
-        self.parameters = list(self.net.parameters())
-        self.optimizer = torch.optim.Adam(self.parameters, lr=cfg.lr, eps=1e-5, fused=True)
-        self.rng = ctx.rng()
-        self.collector = RolloutCollector(ctx.make_vec_env(num_envs), seed=int(self.rng.integers(2**31)))
-        self.bounds = (action_space.low, action_space.high) if isinstance(action_space, gym.spaces.Box) else None
-        self.steps = 0
-
-    def tensor(self, x: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(x, device=self.device)
-
-    @torch.inference_mode()
-    def sample(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(action as sampled, for the log-probability; action clipped to the bounds, for the env)."""
-        actions = self.net.distribution(self.tensor(obs)).sample().cpu().numpy()
-        return actions, actions if self.bounds is None else np.clip(actions, *self.bounds)
-
-    @torch.inference_mode()
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        actions = self.net.deterministic(self.tensor(obs)).cpu().numpy()
-        return actions if self.bounds is None else np.clip(actions, *self.bounds)
-
-    def anneal_lr(self) -> float:
-        """Decay the learning rate linearly from `lr` to 0 over `lr_anneal_steps` env steps; return it."""
-        if self.cfg.lr_anneal_steps is not None:
-            self.optimizer.param_groups[0]["lr"] = self.cfg.lr * max(0.0, 1 - self.steps / self.cfg.lr_anneal_steps)
-        return self.optimizer.param_groups[0]["lr"]
-
-    def gradient_step(self, loss: torch.Tensor) -> None:
-        self.optimizer.zero_grad()
-        loss.backward()
-        if self.cfg.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.parameters, self.cfg.max_grad_norm)
-        self.optimizer.step()
-
-    @staticmethod
-    def episode_metrics(*rollouts: Rollout) -> dict[str, float]:
-        """Mean return and length of the episodes that ended during these rollouts (none: no entry)."""
-        returns = np.concatenate([r.episode_returns for r in rollouts])
-        if len(returns) == 0:
-            return {}
-        return {
-            "charts/episodic_return": float(returns.mean()),
-            "charts/episodic_length": float(np.concatenate([r.episode_lengths for r in rollouts]).mean()),
-        }
-
-    def networks(self) -> dict[str, torch.nn.Module]:
-        return {"actor_critic": self.net}
-
-    def state_dict(self) -> dict:
-        return {
-            "actor_critic": self.net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "rng": self.rng.bit_generator.state,
-            "steps": self.steps,
-            "collector": self.collector.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.net.load_state_dict(state["actor_critic"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.rng.bit_generator.state = state["rng"]
-        self.steps = state["steps"]
-        self.collector.load_state_dict(state["collector"])
+from rlrun.algos.base import Context
+from rlrun.algos.on_policy import OnPolicy, explained_variance, masked_mean
+from rlrun.data import discounted_returns, gae
 
 
 class ActorCritic(OnPolicy):
-    RULES = RULES
-
     def __init__(self, cfg, ctx: Context):
-        super().__init__(cfg, ctx, "actor_critic", num_envs=1 if cfg.online else cfg.N)
+        super().__init__(cfg, ctx, num_envs=1 if cfg.online else cfg.num_envs)
 
-    def iterate(self) -> tuple[int, dict[str, float]]:
-        lr = self.anneal_lr()
-        steps, metrics = self.online_boxes() if self.cfg.online else self.batched_box()
+    def iterate(self, step: int) -> tuple[int, dict[str, float]]:
+        lr = self.anneal_lr(step)
+        steps, metrics = self.online_box() if self.cfg.online else self.batched_box()
         return steps, {**metrics, "charts/learning_rate": lr}
 
-    def online_boxes(self) -> tuple[int, dict[str, float]]:
-        """ONLINE_BOXES online boxes in a row, each its own transition and update; their mean losses.
-        Grouping them only spaces out the runner's per-iteration logging and checks."""
-        losses, transitions = [], []
-        for _ in range(ONLINE_BOXES):
-            transition, box_losses = self.online_box()
-            losses.append(box_losses)
-            transitions.append(transition)
-        policy_loss, value_loss, entropy = torch.stack(losses).mean(0).tolist()
-        metrics = {"losses/policy_loss": policy_loss, "losses/value_loss": value_loss, "losses/entropy": entropy}
-        return ONLINE_BOXES, {**metrics, **self.episode_metrics(*transitions)}
-
-    def online_box(self) -> tuple[Rollout, torch.Tensor]:
-        """The lecture's box once: one transition, one step on V, one on pi. Returns the transition
-        and (policy loss, value loss, entropy)."""
+    def online_box(self) -> tuple[int, dict[str, float]]:
+        """The lecture's box once: one transition, one step on V, one on pi."""
         gamma = self.cfg.gamma
         # 1. take action a ~ pi(a|s), get (s, a, s', r); the env's reset step is no transition
         rollout = self.collector.collect(self.sample, 1)
@@ -194,12 +60,16 @@ class ActorCritic(OnPolicy):
         policy_loss = -(dist.log_prob(self.tensor(rollout.actions[0])) * advantage).mean()
         self.gradient_step(policy_loss - self.cfg.entropy_coef * entropy)
 
-        self.steps += 1
-        return rollout, torch.stack([policy_loss.detach(), value_loss.detach(), entropy.detach()])
+        metrics = {
+            "losses/policy_loss": policy_loss.item(),
+            "losses/value_loss": value_loss.item(),
+            "losses/entropy": entropy.item(),
+        }
+        return 1, {**metrics, **self.episode_metrics(rollout)}
 
     def batched_box(self) -> tuple[int, dict[str, float]]:
         cfg = self.cfg
-        # 1. take T actions in each of N envs with pi_theta
+        # 1. take T actions in each of num_envs envs with pi_theta
         rollout = self.collector.collect(self.sample, cfg.T)
         obs, valid = self.tensor(rollout.obs), self.tensor(rollout.valid)
 
@@ -227,7 +97,6 @@ class ActorCritic(OnPolicy):
         entropy = masked_mean(dist.entropy(), valid)
         self.gradient_step(policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy)
 
-        self.steps += rollout.steps
         metrics = {
             "losses/policy_loss": policy_loss.item(),
             "losses/value_loss": value_loss.item(),

@@ -8,8 +8,9 @@ Value iteration, one `iterate()` per sweep:
     2. set V(s) <- max_a Q(s, a); stop once max_s |dV(s)| < theta
 
 The model is gymnasium's `env.unwrapped.P[s][a] = [(prob, next_state, reward, terminated), ...]`.
-Neither algorithm steps the env to learn: `iterate()` returns 0 env steps, `x_axis = "iterations"`
-asks the runner to plot against iterations, and `finished` turns true once the box has converged.
+Neither algorithm steps the env to learn: the run's x-axis counts iterations (`x_axis`), `finished`
+turns true once the box has converged, and the runner evaluates the greedy policy on the real env
+and writes V, pi and their picture (`artefacts`) like any other algorithm's results.
 """
 
 from __future__ import annotations
@@ -19,15 +20,13 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import gymnasium as gym
-import matplotlib.image
 import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from rlrun.algos import Context
-from rlrun.config import ConfigError, choice, integer, number
-from rlrun.data import sample_trajectories
+from rlrun.algos.base import Algorithm, Context
+from rlrun.config import ConfigError
 
 log = logging.getLogger("rlrun")
 
@@ -41,14 +40,6 @@ IMPROVEMENT_TOLERANCE = 1e-9
 ARROWS = {"FrozenLakeEnv": "←↓→↑", "CliffWalkingEnv": "↑→↓←"}
 
 VALUE_FILE, POLICY_FILE, PICTURE_FILE = "values.npy", "policy.npy", "values.png"
-
-RULES = {
-    "gamma": number(0, 1),
-    "theta": number(0, low_open=True),
-    "max_iterations": integer(1),
-    "eval_episodes": integer(0),
-}
-POLICY_ITERATION_RULES = {**RULES, "evaluation": choice("exact", "iterative")}
 
 
 @dataclass
@@ -229,14 +220,13 @@ class Solution(torch.nn.Module):
         self.register_buffer("policy", torch.zeros(n_states, dtype=torch.int64))
 
 
-class DynamicProgramming:
-    """What both boxes share: the model, V and pi, the greedy evaluation, the pictures and files."""
+class DynamicProgramming(Algorithm):
+    """What both boxes share: the model, V and pi, the pictures and files."""
 
-    RULES = RULES
     x_axis = "iterations"
 
     def __init__(self, cfg, ctx: Context):
-        self.cfg, self.ctx = cfg, ctx
+        self.cfg = cfg
         self.model, self.env = extract_model(ctx, cfg.name)
         check_gamma(self.model, cfg.gamma, ctx.env_cfg.name)
         self.solution = Solution(self.model.n_states)
@@ -245,53 +235,39 @@ class DynamicProgramming:
         self.pi = self.solution.policy.numpy()
         self.iteration = 0
         self.finished = False
-        self.eval_env = ctx.make_vec_env(cfg.eval_episodes) if cfg.eval_episodes else None
-        self.eval_seed = int(ctx.rng(1).integers(2**31))
-        self.evaluated_pi: np.ndarray | None = None
-        self.eval_metrics: dict[str, float] = {}
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """The greedy policy, for a batch of states."""
         return self.pi[np.asarray(obs, dtype=np.int64)]
 
-    def report(self, residual: float, changes: int, converged: bool) -> dict:
-        """This iteration's metrics; on the last one, also writes values.npy, policy.npy, values.png."""
+    def report(self, residual: float, changes: int, converged: bool) -> tuple[int, dict]:
+        """This iteration's step count and metrics, with a picture of V at iterations 1, 2, 4, 8, ..."""
         self.iteration += 1
         self.finished = converged or self.iteration >= self.cfg.max_iterations
         metrics = {
             "dp/bellman_residual": residual,
             "dp/mean_value": float(self.V.mean()),
             "dp/policy_changes": changes,
-            **self.evaluate_greedy(),
         }
         if self.finished and not converged:
             log.warning("%s stopped at max_iterations=%d before converging", self.cfg.name, self.cfg.max_iterations)
-        # a picture at iterations 1, 2, 4, 8, ... and the last: the spread of V without one per sweep
-        if self.finished or self.iteration & (self.iteration - 1) == 0:
-            title = f"{self.cfg.name}, iteration {self.iteration}: V(s) and greedy action"
-            picture = value_picture(self.env, self.model, self.V, self.pi, title)
+        # the spread of V over iterations without a picture per sweep; the last one is in `artefacts`
+        if self.iteration & (self.iteration - 1) == 0:
+            picture = self.picture()
             if picture is not None:
                 metrics["dp/value_map"] = picture
-                if self.finished and self.ctx.run_dir is not None:
-                    matplotlib.image.imsave(self.ctx.run_dir / PICTURE_FILE, picture)
-        if self.finished and self.ctx.run_dir is not None:
-            np.save(self.ctx.run_dir / VALUE_FILE, self.V)
-            np.save(self.ctx.run_dir / POLICY_FILE, self.pi)
-        return metrics
+        return 1, metrics
 
-    def evaluate_greedy(self) -> dict[str, float]:
-        """The greedy policy's mean return on the real env, from fixed start seeds; run again only
-        when the policy has changed, since the same policy from the same seeds gives the same return."""
-        if self.eval_env is None:
-            return {}
-        if self.evaluated_pi is None or (self.evaluated_pi != self.pi).any():
-            batch = sample_trajectories(self.eval_env, self.act, self.eval_seed)
-            self.evaluated_pi = self.pi.copy()
-            self.eval_metrics = {
-                "charts/episodic_return": float(batch.episode_returns.mean()),
-                "charts/episodic_length": float(batch.episode_lengths.mean()),
-            }
-        return self.eval_metrics
+    def picture(self) -> np.ndarray | None:
+        title = f"{self.cfg.name}, iteration {self.iteration}: V(s) and greedy action"
+        return value_picture(self.env, self.model, self.V, self.pi, title)
+
+    def artefacts(self) -> dict:
+        files = {VALUE_FILE: self.V, POLICY_FILE: self.pi}
+        picture = self.picture()
+        if picture is not None:
+            files[PICTURE_FILE] = picture
+        return files
 
     def networks(self) -> dict[str, torch.nn.Module]:
         return {"solution": self.solution}
@@ -305,7 +281,7 @@ class DynamicProgramming:
 
 
 class ValueIteration(DynamicProgramming):
-    def iterate(self) -> tuple[int, dict]:
+    def iterate(self, step: int) -> tuple[int, dict]:
         # 1. Q(s, a) <- r(s, a) + gamma E[V(s')]
         Q = self.model.backup(self.V, self.cfg.gamma)
         # 2. V(s) <- max_a Q(s, a)
@@ -316,13 +292,11 @@ class ValueIteration(DynamicProgramming):
         better = new_V > Q[np.arange(self.model.n_states), self.pi] + IMPROVEMENT_TOLERANCE
         changes = int(better.sum())
         self.pi[better] = Q[better].argmax(axis=1)
-        return 0, self.report(residual, changes, converged=residual < self.cfg.theta)
+        return self.report(residual, changes, converged=residual < self.cfg.theta)
 
 
 class PolicyIteration(DynamicProgramming):
-    RULES = POLICY_ITERATION_RULES
-
-    def iterate(self) -> tuple[int, dict]:
+    def iterate(self, step: int) -> tuple[int, dict]:
         # 1. evaluate V^pi, then A^pi(s, a) = r(s, a) + gamma E[V^pi(s')] - V^pi(s)
         old_V = self.V.copy()
         self.V[:] = self.evaluate_policy()
@@ -332,7 +306,7 @@ class PolicyIteration(DynamicProgramming):
         changes = int(better.sum())
         self.pi[better] = A[better].argmax(axis=1)
         residual = float(np.abs(self.V - old_V).max())
-        return 0, self.report(residual, changes, converged=changes == 0)
+        return self.report(residual, changes, converged=changes == 0)
 
     def evaluate_policy(self) -> np.ndarray:
         """V^pi: the exact solution of V = r_pi + gamma P_pi V, or sweeps of that update (from the

@@ -1,6 +1,6 @@
 """PPO: the actor-critic policy gradient with a trust region kept by clipping the probability ratio.
 
-    1. take T actions in each of N envs with pi_old = pi_theta
+    1. take T actions in each of num_envs envs with pi_old = pi_theta
     2. estimate A by GAE(lambda) from V_phi, and the value targets R = A + V_phi(s)
     3. `epochs` times, over minibatches of the rollout, step on
          -E[min(rho A, clip(rho, 1 - eps, 1 + eps) A)] + value_coef (V_phi(s) - R)^2 - entropy_coef H,
@@ -13,18 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from rlrun.algos import Context
-from rlrun.algos.actor_critic import ON_POLICY_RULES, OnPolicy, explained_variance
-from rlrun.config import ConfigError, integer, number, optional
+from rlrun.algos.base import Context
+from rlrun.algos.on_policy import OnPolicy, explained_variance
 from rlrun.data import gae
-
-RULES = {
-    **ON_POLICY_RULES,
-    "epochs": integer(1),
-    "minibatch_size": integer(1),
-    "clip_range": number(0, low_open=True),
-    "value_clip": optional(number(0, low_open=True)),
-}
 
 
 def clipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor, clip_range: float) -> torch.Tensor:
@@ -33,19 +24,14 @@ def clipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor, clip_range:
 
 
 class PPO(OnPolicy):
-    RULES = RULES
-
     def __init__(self, cfg, ctx: Context):
-        if cfg.minibatch_size > cfg.N * cfg.T:
-            raise ConfigError("algo.minibatch_size", cfg.minibatch_size,
-                              f"an integer in [1, {cfg.N * cfg.T}] (a rollout holds N * T = {cfg.N * cfg.T} steps)")
-        super().__init__(cfg, ctx, "ppo", num_envs=cfg.N)
+        super().__init__(cfg, ctx, num_envs=cfg.num_envs)
 
-    def iterate(self) -> tuple[int, dict[str, float]]:
+    def iterate(self, step: int) -> tuple[int, dict[str, float]]:
         cfg = self.cfg
-        lr = self.anneal_lr()
+        lr = self.anneal_lr(step)
 
-        # 1. take T actions in each of N envs with pi_old
+        # 1. take T actions in each of num_envs envs with pi_old
         rollout = self.collector.collect(self.sample, cfg.T)
         obs = self.tensor(rollout.obs)
 
@@ -75,7 +61,6 @@ class PPO(OnPolicy):
                 sums += self.minibatch_step({k: x[index] for k, x in batch.items()})
                 updates += 1
 
-        self.steps += rollout.steps
         policy_loss, value_loss, entropy, approx_kl, clipfrac = (sums / max(updates, 1)).tolist()
         with torch.no_grad():
             new_values = self.net.value(batch["obs"])

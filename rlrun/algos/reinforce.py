@@ -8,29 +8,12 @@
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 import torch
 
-from rlrun import envs
-from rlrun.algos import Context, plain
-from rlrun.config import choice, flag, integer, layers, number
+from rlrun.algos.base import Algorithm, Context, plain
 from rlrun.data import Trajectories, discounted_returns, sample_trajectories
 from rlrun.nets import ActionAdapter, Policy, ValueFunction
-
-RULES = {
-    "N": integer(1),
-    "gamma": number(0, 1),
-    "reward_to_go": flag(),
-    "baseline": choice("none", "mean", "value"),
-    "normalize_advantages": flag(),
-    "lr": number(0, low_open=True),
-    "value_lr": number(0, low_open=True),
-    "value_steps": integer(1),
-    "hidden_sizes": layers(),
-    "activation": choice("tanh", "relu"),
-    "log_std_init": number(-20, 2),
-}
 
 
 def policy_gradient_loss(log_probs: torch.Tensor, advantages: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -53,12 +36,9 @@ def weights(batch: Trajectories, gamma: float, reward_to_go: bool, bootstrap: np
     return returns if reward_to_go else np.broadcast_to(returns[0], returns.shape).copy()
 
 
-class Reinforce:
-    RULES = RULES
-
+class Reinforce(Algorithm):
     def __init__(self, cfg, ctx: Context):
         obs_space, action_space = ctx.spaces
-        envs.require_action_space(ctx.env_cfg, action_space, (gym.spaces.Discrete, gym.spaces.Box), "reinforce")
         self.cfg, self.device = plain(cfg), ctx.device
         self.env = ctx.make_vec_env(cfg.N)
         self.rng = ctx.rng()
@@ -81,7 +61,7 @@ class Reinforce:
     def act(self, obs: np.ndarray) -> np.ndarray:
         return self.to_env(self.policy.deterministic(self.tensor(obs)))
 
-    def iterate(self) -> tuple[int, dict[str, float]]:
+    def iterate(self, step: int) -> tuple[int, dict[str, float]]:
         cfg = self.cfg
         # 1. sample N trajectories from pi_theta
         batch = sample_trajectories(self.env, self.sample_action, seed=int(self.rng.integers(2**31)))

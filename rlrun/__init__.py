@@ -1,0 +1,1 @@
+"""rlrun: a command-line experiment runner for reinforcement learning (`rlrun algo=reinforce env=cartpole`)."""

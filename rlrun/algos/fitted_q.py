@@ -1,0 +1,123 @@
+"""The fitted Q-iteration box that fqi and qtopt share; each supplies its own targets and policy.
+
+    1. collect N transitions {(s_i, a_i, s'_i, r_i)} with the collection policy, into a replay buffer
+    2. K times:  refresh the targets' network phi' (target_update=iteration)
+    3.           S times: a gradient step on a minibatch (the algorithm's `gradient_step`, which
+                 computes y_i from phi' and steps phi on ||Q_phi(s_i, a_i) - y_i||^2)
+
+Offline (`dataset` given to the constructor), step 1 is skipped; the buffer is the dataset and the
+run's x-axis counts gradient steps.
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+
+import numpy as np
+import torch
+
+from rlrun.algos.base import Algorithm, Context, plain
+from rlrun.buffers import ReplayBuffer, Transitions, from_rollout
+from rlrun.data import RolloutCollector
+
+
+def polyak(target: torch.nn.Module, source: torch.nn.Module, tau: float) -> None:
+    """phi' <- tau phi + (1 - tau) phi'."""
+    with torch.no_grad():
+        torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+
+
+class FittedQ(Algorithm):
+    """The box above around `self.q` and its target copy `self.q_target`."""
+
+    def __init__(self, cfg, ctx: Context, q: torch.nn.Module, optimizer_of, dataset: Transitions | None = None):
+        obs_space, action_space = ctx.spaces
+        self.cfg = plain(cfg)
+        self.device = ctx.device
+        self.rng = ctx.rng()
+        self.q = q.to(self.device)
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        self.optimizer = optimizer_of(self.q.parameters())
+        if dataset is not None:
+            self.x_axis = "gradient_steps"
+            self.buffer = ReplayBuffer(len(dataset), obs_space, action_space)
+            self.buffer.add(dataset)
+            self.collector = None
+        else:
+            self.buffer = ReplayBuffer(cfg.buffer_size, obs_space, action_space)
+            self.collector = RolloutCollector(ctx.make_vec_env(cfg.num_envs), seed=ctx.seed)
+
+    def tensor(self, x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(x, device=self.device)
+
+    @abc.abstractmethod
+    def collection_actions(self, obs: np.ndarray, step: int) -> np.ndarray:
+        """The actions of the collection policy for a batch of observations, `step` env steps into the run."""
+
+    @abc.abstractmethod
+    def gradient_step(self, batch: Transitions) -> dict[str, torch.Tensor]:
+        """Targets from phi' and one step on phi for this minibatch; returns scalar tensors by tag."""
+
+    def collection_metrics(self, step: int) -> dict[str, float]:
+        """What to log about the collection policy (e.g. its epsilon)."""
+        return {}
+
+    def iterate(self, step: int) -> tuple[int, dict[str, float]]:
+        cfg = self.cfg
+        metrics: dict[str, float] = {}
+        steps = cfg.K * cfg.S
+        # 1. collect N transitions with the collection policy
+        if self.collector is not None:
+            metrics.update(self.collection_metrics(step))
+
+            def actions(obs):
+                chosen = self.collection_actions(obs, step)
+                return chosen, chosen
+
+            rollout = self.collector.collect(actions, T=cfg.N // cfg.num_envs)
+            self.buffer.add(from_rollout(rollout))
+            steps = rollout.steps
+            if len(rollout.episode_returns):
+                metrics["charts/episodic_return"] = float(rollout.episode_returns.mean())
+                metrics["charts/episodic_length"] = float(rollout.episode_lengths.mean())
+            if len(self.buffer) < cfg.learning_starts:
+                return steps, metrics
+
+        fitted: list[dict[str, torch.Tensor]] = []
+        for _ in range(cfg.K):
+            # 2. targets from the frozen phi' of this iteration
+            if cfg.target_update == "iteration":
+                self.q_target.load_state_dict(self.q.state_dict())
+            for _ in range(cfg.S):
+                # 3. a gradient step on a minibatch
+                fitted.append(self.gradient_step(self.buffer.sample(cfg.batch_size, self.rng).to(self.device)))
+                if cfg.target_update == "polyak":
+                    polyak(self.q_target, self.q, cfg.tau)
+        for tag in fitted[0]:
+            metrics[tag] = torch.stack([f[tag] for f in fitted]).mean().item()
+        return steps, metrics
+
+    def networks(self) -> dict[str, torch.nn.Module]:
+        return {"q": self.q}
+
+    def state_dict(self) -> dict:
+        state = {
+            "q": self.q.state_dict(),
+            "q_target": self.q_target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.rng.bit_generator.state,
+        }
+        if self.collector is not None:  # offline, the dataset file already holds the buffer
+            state["buffer"] = self.buffer.state_dict()
+            state["collector"] = self.collector.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.q.load_state_dict(state["q"])
+        self.q_target.load_state_dict(state["q_target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.collector is not None:
+            self.buffer.load_state_dict(state["buffer"])
+            self.collector.load_state_dict(state["collector"])
+        self.rng.bit_generator.state = state["rng"]

@@ -1,0 +1,101 @@
+"""What actor-critic and PPO share: networks, one optimiser, the rollout collector, sampling, and
+the small estimates both log. Each algorithm's `iterate()` is its own box; this is only plumbing."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlrun.algos.base import Algorithm, Context, plain
+from rlrun.data import Rollout, RolloutCollector
+from rlrun.nets import ActorCritic as ActorCriticNet
+
+
+def masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean over the valid entries, without a host round trip (no boolean indexing)."""
+    return (x * valid).sum() / valid.sum().clamp(min=1)
+
+
+def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """losses/explained_variance = 1 - Var(target - V) / Var(target): 1 is a perfect critic, <= 0 no
+    better than a constant. Left out when the targets do not vary (it is undefined, not a divergence)."""
+    var = target.var()
+    return {} if not var > 0 else {"losses/explained_variance": (1 - (target - predicted).var() / var).item()}
+
+
+class OnPolicy(Algorithm):
+    """What actor-critic and PPO share: the networks, one optimiser, the rollout collector, sampling.
+
+    Each algorithm's `iterate()` is its own box; this holds only the plumbing around it.
+    """
+
+    def __init__(self, cfg, ctx: Context, num_envs: int):
+        obs_space, action_space = ctx.spaces
+        self.cfg, self.device = plain(cfg), ctx.device
+        self.net = ActorCriticNet(
+            obs_space, action_space, cfg.hidden_sizes, cfg.activation, cfg.log_std_init, cfg.shared
+        ).to(self.device)
+        # fused: one kernel for all parameters, the cheapest Adam step for many tiny updates
+        self.parameters = list(self.net.parameters())
+        self.optimizer = torch.optim.Adam(self.parameters, lr=cfg.lr, eps=1e-5, fused=True)
+        self.rng = ctx.rng()
+        self.collector = RolloutCollector(ctx.make_vec_env(num_envs), seed=int(self.rng.integers(2**31)))
+        self.bounds = (action_space.low, action_space.high) if isinstance(action_space, gym.spaces.Box) else None
+
+    def tensor(self, x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(x, device=self.device)
+
+    @torch.inference_mode()
+    def sample(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(action as sampled, for the log-probability; action clipped to the bounds, for the env)."""
+        actions = self.net.distribution(self.tensor(obs)).sample().cpu().numpy()
+        return actions, actions if self.bounds is None else np.clip(actions, *self.bounds)
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        actions = self.net.deterministic(self.tensor(obs)).cpu().numpy()
+        return actions if self.bounds is None else np.clip(actions, *self.bounds)
+
+    def anneal_lr(self, step: int) -> float:
+        """Decay the learning rate linearly from `lr` to 0 over `lr_anneal_steps` env steps; return it."""
+        if self.cfg.lr_anneal_steps is not None:
+            self.optimizer.param_groups[0]["lr"] = self.cfg.lr * max(0.0, 1 - step / self.cfg.lr_anneal_steps)
+        return self.optimizer.param_groups[0]["lr"]
+
+    def gradient_step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad()
+        loss.backward()
+        if self.cfg.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.parameters, self.cfg.max_grad_norm)
+        self.optimizer.step()
+
+    @staticmethod
+    def episode_metrics(*rollouts: Rollout) -> dict[str, float]:
+        """Mean return and length of the episodes that ended during these rollouts (none: no entry)."""
+        returns = np.concatenate([r.episode_returns for r in rollouts])
+        if len(returns) == 0:
+            return {}
+        return {
+            "charts/episodic_return": float(returns.mean()),
+            "charts/episodic_length": float(np.concatenate([r.episode_lengths for r in rollouts]).mean()),
+        }
+
+    def networks(self) -> dict[str, torch.nn.Module]:
+        return {"actor_critic": self.net}
+
+    def state_dict(self) -> dict:
+        return {
+            "actor_critic": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "collector": self.collector.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["actor_critic"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.bit_generator.state = state["rng"]
+        self.collector.load_state_dict(state["collector"])
+
+

@@ -1,0 +1,49 @@
+"""From a composed config to a ready algorithm: validate, seed, pick the device, build.
+
+Validation that needs no torch (`rlrun.algos.specs.validate`, then the env's spaces) runs first,
+so a bad value is refused before any network exists.
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from rlrun import envs
+from rlrun.algos import specs
+from rlrun.algos.base import Algorithm, Context
+from rlrun.config import ConfigError
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", name, "auto or cpu (torch sees no CUDA device here)")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def algorithm_class(name: str) -> type[Algorithm]:
+    module, cls = specs.get(name).target.split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build(cfg: DictConfig) -> Algorithm:
+    """Validate the config and build the algorithm; raises ConfigError on any bad value."""
+    specs.validate(cfg)
+    device = pick_device(cfg.device)
+    spaces = envs.check_env(cfg.env, lambda obs_space, action_space: specs.check_spaces(cfg, obs_space, action_space))
+    ctx = Context(env_cfg=cfg.env, seed=cfg.seed, device=device, spaces=spaces)
+    seed_everything(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    return algorithm_class(cfg.algo.name)(cfg.algo, ctx)

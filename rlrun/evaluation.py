@@ -1,0 +1,100 @@
+"""Evaluation of the deterministic policy: returns over fixed initial states, and recorded episodes.
+
+Every evaluation of a run starts from the same seeded initial states, so the points of one curve
+differ only by the policy. `rlrun-eval` (rlrun.evaluate) and the runner both measure through here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+from omegaconf import DictConfig
+
+from rlrun import envs
+from rlrun.config import ConfigError
+from rlrun.data import sample_trajectories
+
+VIDEO_TAG = "eval/video"
+VIDEO_DIR = "videos"
+TENSORBOARD_SIZE = 256  # longest side, in pixels, of the video in TensorBoard (the mp4 keeps full size)
+
+
+def eval_seed(seed: int) -> int:
+    """Seed of the first evaluation episode (episode i starts from seed + i), apart from training's."""
+    return seed + 10_000
+
+
+class Evaluator:
+    """`episodes` episodes of the deterministic policy, side by side on envs of their own."""
+
+    def __init__(self, env_cfg: DictConfig, episodes: int, seed: int):
+        self.env = envs.make_vec_env(env_cfg, episodes)
+        self.seed = eval_seed(seed)
+
+    def __call__(self, act) -> np.ndarray:
+        return sample_trajectories(self.env, act, self.seed).episode_returns
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class KeepFrames(gym.Wrapper):
+    """Keeps every frame the wrapper above it renders, so one rendering feeds mp4 and TensorBoard."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.frames: list[np.ndarray] = []
+
+    def render(self):
+        frame = self.env.render()
+        self.frames.append(frame)
+        return frame
+
+
+def require_video_support(key: str) -> None:
+    """moviepy writes the mp4 (RecordVideo) and the TensorBoard clip (add_video needs moviepy < 2)."""
+    try:
+        import moviepy  # noqa: F401
+    except ImportError:
+        raise ConfigError(key, True, "false, or install the video extra first: pip install 'rlrun[video]'") from None
+
+
+def record_episode(env_cfg: DictConfig, act, seed: int, folder: Path, name: str) -> tuple[float, np.ndarray, int]:
+    """One episode of `act` from the initial state `seed`, saved as `folder/<name>-episode-0.mp4`.
+
+    Returns the episode's return, its frames shrunk for TensorBoard ([T, H, W, 3] uint8) and the fps.
+    """
+    require_video_support("video")
+    # offscreen frames need neither a window nor sound; without these pygame's init prints errors on servers
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    env = KeepFrames(envs.make_env(env_cfg, render_mode="rgb_array"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # RecordVideo warns whenever the folder already exists
+        try:
+            recorder = gym.wrappers.RecordVideo(
+                env, str(folder), episode_trigger=lambda _: True, name_prefix=name, disable_logger=True
+            )
+        except ValueError as err:
+            raise ConfigError("video", True, f"false for an env without rgb_array rendering ({err})") from None
+    obs, _ = recorder.reset(seed=seed)
+    episode_return, done = 0.0, False
+    while not done:
+        action = act(np.asarray(obs)[None])[0]
+        obs, reward, terminated, truncated, _ = recorder.step(action)
+        episode_return += float(reward)
+        done = terminated or truncated
+    recorder.close()
+    frames = np.stack(env.frames)
+    stride = max(1, math.ceil(max(frames.shape[1:3]) / TENSORBOARD_SIZE))
+    return episode_return, frames[:, ::stride, ::stride], recorder.frames_per_sec
+
+
+def tensorboard_clip(frames: np.ndarray) -> np.ndarray:
+    """[T, H, W, 3] frames as the [1, T, 3, H, W] batch `SummaryWriter.add_video` takes."""
+    return frames.transpose(0, 3, 1, 2)[None]
