@@ -64,8 +64,10 @@ def evaluate(path: str, episodes: int, video: bool, seed: int | None, device: st
         evaluation.require_video_support("video")
     act, cfg, step, found = checkpoint.load_for_eval(path, which, device)
     seed = cfg.seed if seed is None else seed
-    returns = evaluation.Evaluator(cfg.env, episodes, seed)(act)
-    print(f"eval return {returns.mean():.2f} ± {returns.std():.2f} over {episodes} episodes | step {step} | {found}")
+    result = evaluation.Evaluator(cfg.env, episodes, seed)(act)
+    returns = result.returns
+    others = "".join(f" | {tag} {value:.4g}" for tag, value in result.metrics.items() if tag != "eval/episodic_return")
+    print(f"eval return {returns.mean():.2f} ± {returns.std():.2f} over {episodes} episodes{others} | step {step} | {found}")
     if video:
         run_dir = run_dir_of(found)
         name = f"rlrun-eval-step_{step:012d}"

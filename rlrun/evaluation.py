@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium as gym
@@ -18,6 +19,7 @@ from omegaconf import DictConfig
 from rlrun import envs
 from rlrun.config import ConfigError
 from rlrun.data import sample_trajectories
+from rlrun.logger import EVAL_TAG
 
 VIDEO_TAG = "eval/video"
 VIDEO_DIR = "videos"
@@ -29,6 +31,14 @@ def eval_seed(seed: int) -> int:
     return seed + 10_000
 
 
+@dataclass
+class Evaluation:
+    """One evaluation: the episode returns (the run's result) and every eval/ metric to log by tag."""
+
+    returns: np.ndarray
+    metrics: dict[str, float]
+
+
 class Evaluator:
     """`episodes` episodes of the deterministic policy, side by side on envs of their own."""
 
@@ -36,8 +46,9 @@ class Evaluator:
         self.env = envs.make_vec_env(env_cfg, episodes)
         self.seed = eval_seed(seed)
 
-    def __call__(self, act) -> np.ndarray:
-        return sample_trajectories(self.env, act, self.seed).episode_returns
+    def __call__(self, act) -> Evaluation:
+        returns = sample_trajectories(self.env, act, self.seed).episode_returns
+        return Evaluation(returns, {EVAL_TAG: float(returns.mean())})
 
     def close(self) -> None:
         self.env.close()

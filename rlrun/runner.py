@@ -49,6 +49,7 @@ class Progress:
     train_seconds: float = 0.0  # time inside `iterate()`, the denominator of charts/SPS
     evaluated_at: int = -1  # x of the latest evaluation
     eval_returns: list[float] = field(default_factory=list)  # its episode returns
+    eval_metrics: dict[str, float] = field(default_factory=dict)  # and every eval/ metric it logged
     best_return: float | None = None  # the best evaluation's mean return so far
     best_step: int = -1  # and its x
     video_at: int = -1  # x of the latest eval video
@@ -206,9 +207,11 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
             logger.log(progress.step, metrics)
 
     def run_eval() -> None:
-        progress.eval_returns, progress.evaluated_at = evaluator(algo.act).tolist(), progress.step
+        result = evaluator(algo.act)
+        progress.eval_returns, progress.eval_metrics = result.returns.tolist(), result.metrics
+        progress.evaluated_at = progress.step
         mean = float(np.mean(progress.eval_returns))
-        logger.log(progress.step, {EVAL_TAG: mean})
+        logger.log(progress.step, result.metrics)
         if progress.best_return is None or mean > progress.best_return:
             progress.best_return, progress.best_step = mean, progress.step
             checkpoint.save_model(run_dir / checkpoint.BEST_MODEL_FILE, algo.networks(), config, progress.step)
@@ -285,6 +288,7 @@ def write_summary(run_dir: Path, progress: Progress, unit: str) -> float:
     summary = {
         "eval_return_mean": float(returns.mean()),
         "eval_return_std": float(returns.std()),
+        **{tag.removeprefix("eval/"): value for tag, value in progress.eval_metrics.items() if tag != EVAL_TAG},
         "best_eval_return_mean": progress.best_return,
         "best_step": progress.best_step,
         "x_axis": unit,

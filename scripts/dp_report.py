@@ -62,12 +62,12 @@ def solve(overrides: list[str]):
     """(algorithm after convergence, seconds of its iterate() loop, seconds of pictures in it)."""
     global picture_seconds
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[*overrides, "algo.eval_episodes=0"])
+        cfg = compose(config_name="config", overrides=list(overrides))
     algo = build(cfg)
     picture_seconds = 0.0
     start = time.perf_counter()
     while not algo.finished:
-        algo.iterate()
+        algo.iterate(algo.iteration)
     return algo, time.perf_counter() - start, picture_seconds
 
 
