@@ -127,13 +127,48 @@ def check_same_run(saved: dict, cfg: DictConfig, run_dir: Path) -> None:
         )
 
 
-def restore_config(run_dir: Path) -> None:
-    """Put back `.hydra/config.yaml` of an existing run after a refused attempt to continue it:
-    Hydra writes the new command line's config there before rlrun can check it."""
-    path = latest_checkpoint(run_dir)
-    if path is not None and (run_dir / ".hydra").is_dir():
-        saved = safe_load(path)["config"]
-        OmegaConf.save(OmegaConf.create(saved), run_dir / ".hydra" / "config.yaml")
+def stored_config(run_dir: Path, hydra_config: bytes | None) -> DictConfig:
+    """The config a run was made with: its `.hydra/config.yaml` as it was before this command
+    (`hydra_config`), else the one its newest checkpoint holds."""
+    if hydra_config:
+        try:
+            stored = OmegaConf.create(hydra_config.decode())
+        except Exception as err:  # noqa: BLE001  a damaged file: any of yaml's or omegaconf's errors
+            raise ConfigError("resume", str(run_dir), f"a run whose .hydra/config.yaml is readable ({err})") from None
+        if isinstance(stored, DictConfig) and "algo" in stored and "env" in stored:
+            return stored
+    found = sorted(run_dir.rglob(f"{CHECKPOINT_DIR}/step_*.pt"))
+    if not found:
+        raise ConfigError("resume", str(run_dir), f"a run folder rlrun made (with .hydra/config.yaml or {CHECKPOINT_DIR}/)")
+    return OmegaConf.create(safe_load(found[-1])["config"])
+
+
+def continued_config(cfg: DictConfig, stored: DictConfig, given: list[str], run_dir: Path) -> DictConfig:
+    """The stored config with the keys resume may change taken from the command line (`given`,
+    Hydra's override strings); any other key given must agree with the stored run's."""
+    merged = stored.copy()
+    for override in given:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in ("resume",) or key.startswith("hydra."):
+            continue
+        value = OmegaConf.select(cfg, key, default=None)
+        if key.split(".")[0] in MUTABLE_KEYS:
+            OmegaConf.update(merged, key, value, merge=False, force_add=True)
+            continue
+        if key in ("algo", "env"):  # a group choice: compare what it chose
+            key, value = f"{key}.name", OmegaConf.select(cfg, f"{key}.name")
+        now, before = value, OmegaConf.select(stored, key, default=None)
+        if _plain(now) != _plain(before):
+            raise ConfigError(
+                key, _plain(now), f"{_plain(before)!r}, as the run in {run_dir} was made with "
+                f"(resume may change only {MUTABLE_TEXT})"
+            )
+    merged.resume = cfg.resume
+    return merged
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def _load_rlrun_file(path: Path, device: str, needed: str, what: str) -> dict:

@@ -1,49 +1,133 @@
-"""The `rlrun` command: Hydra composes the config, `rlrun.runner` trains."""
+"""The `rlrun` command: Hydra composes the config, rlrun checks it, `rlrun.runner` trains.
+
+Every way a command can go wrong ends in one line on stderr and exit code 2: Hydra's own
+composition errors (an unknown group option or key, a broken yaml in --config-dir), a bad value,
+a run folder another process holds. A run folder that existed before the command keeps every
+file it had.
+"""
 
 from __future__ import annotations
 
+import difflib
+import re
+import shlex
 import shutil
+import signal
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra._internal import utils as hydra_utils
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from rlrun import sweep
+from rlrun import config, help, sweep  # noqa: F401  help registers the resolver of `rlrun --help`
+from rlrun.algos import specs
 from rlrun.config import ConfigError, config_dir
+from rlrun.lock import LOCK_FILE, RunFolderInUse, RunLock
+from rlrun.quiet import quiet_third_party
+from rlrun.stops import Diverged, Interrupted
 
 # `resume=RUN_DIR` makes RUN_DIR the run's folder (hydra.run.dir); otherwise a new dated one.
 OmegaConf.register_new_resolver("rlrun.or_else", lambda value, default: value or default, replace=True)
 
+HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
+
+
+@dataclass
+class RunFolder:
+    """What the run folder held before Hydra wrote into it, and the lock this process holds on it."""
+
+    path: Path
+    created: Path | None  # the highest folder this command creates for it (None: the folder existed)
+    entries: set[str] = field(default_factory=set)  # the names in it before
+    hydra_files: dict[str, bytes] = field(default_factory=dict)  # .hydra/* before
+    lock: RunLock | None = None
+
+    @classmethod
+    def before_hydra(cls, path: Path) -> RunFolder:
+        created = None
+        if not path.exists():
+            created = path
+            while not created.parent.exists():
+                created = created.parent
+        entries = {p.name for p in path.iterdir()} if path.is_dir() else set()
+        hydra = path / ".hydra"
+        files = {n: (hydra / n).read_bytes() for n in HYDRA_FILES if (hydra / n).is_file()}
+        return cls(path, created, entries, files)
+
+    def restore(self) -> None:
+        """Leave the folder as it was: put back what Hydra overwrote in `.hydra/`, remove what Hydra
+        and rlrun added at the start (`.hydra/`, the lock file, the job's log), and the folder itself
+        with its parents if this command created them."""
+        if self.created is not None:
+            shutil.rmtree(self.created, ignore_errors=True)
+            return
+        for name, content in self.hydra_files.items():
+            (self.path / ".hydra" / name).write_bytes(content)
+        for added in self.path.iterdir():
+            if added.name not in self.entries and (added.name in (".hydra", LOCK_FILE) or added.suffix == ".log"):
+                shutil.rmtree(added) if added.is_dir() else added.unlink()
+
+
+folders: dict[Path, RunFolder] = {}  # this process's single run, recorded before Hydra writes into it
+
 
 def fail(message: str, run_dir: Path | None = None) -> None:
-    """One line on stderr, exit code 2; a single run's directory is removed so nothing half-made
-    looks like a run (a sweep job never gets here: `sweep.isolated` records its error instead).
-    A folder holding more than what Hydra just wrote (a run being resumed) is left alone."""
+    """One line on stderr, exit code 2; the run folder is left as it was before the command (a sweep
+    job never gets here: `sweep.isolated` records its error instead)."""
     print(f"rlrun: error: {message}", file=sys.stderr)
-    if run_dir is not None and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
-        shutil.rmtree(run_dir, ignore_errors=True)
+    folder = folders.get(run_dir) if run_dir is not None else None
+    if folder is not None:
+        folder.restore()
     sys.exit(2)
 
 
 class CheckOutputDir(Callback):
-    """Before Hydra writes anything: a run or sweep folder that cannot be written gets one line."""
+    """Before Hydra writes anything: the folder must be writable and no other process's; what it
+    holds already is remembered, so a refused command can leave it as it was."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.check("resume" if config.get("resume") else "hydra.run.dir", config.hydra.run.dir)
+        key = "resume" if config.get("resume") else "hydra.run.dir"
+        path = Path(str(config.hydra.run.dir))
+        folder = RunFolder.before_hydra(path)
+        self.check(key, path)
+        folder.lock = self.hold(key, path, folder)
+        folders[path.resolve()] = folder
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        for folder in folders.values():
+            folder.lock.release()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.check("hydra.sweep.dir", config.hydra.sweep.dir)
+        self.check("hydra.sweep.dir", Path(str(config.hydra.sweep.dir)))
+        self.sweep_lock = self.hold("hydra.sweep.dir", Path(str(config.hydra.sweep.dir)), None)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self.sweep_lock.release()
 
     @staticmethod
-    def check(key: str, folder: str) -> None:
+    def hold(key: str, path: Path, folder: RunFolder | None) -> RunLock:
+        lock = RunLock(path, key)
         try:
-            Path(folder).mkdir(parents=True, exist_ok=True)
+            lock.acquire()
+        except ConfigError as err:
+            if folder is not None and folder.created is not None:
+                shutil.rmtree(folder.created, ignore_errors=True)
+            fail(str(err))
+        return lock
+
+    @staticmethod
+    def check(key: str, folder: Path) -> None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
             tempfile.TemporaryFile(dir=folder).close()
         except OSError as err:
             fail(str(ConfigError(key, str(folder), f"a folder rlrun can write to ({err.strerror or err})")))
@@ -54,26 +138,140 @@ def stop(code: int, message: str) -> None:
     sys.exit(code)
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def main(cfg: DictConfig) -> float | None:
-    from rlrun import runner  # torch only once Hydra has parsed the command line
+class StopRequested(BaseException):
+    """SIGTERM before the training loop took over the signal (building, importing)."""
 
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def stop_before_training(signum: int, frame) -> None:
+    raise StopRequested(signum)
+
+
+def again_command(run_dir: Path, sweeping: bool) -> str:
+    """The exact command that continues this run or sweep."""
+    if not sweeping:
+        return f"rlrun resume={shlex.quote(str(run_dir))}"
+    args = [a for a in sys.argv[1:] if not a.startswith("hydra.sweep.dir=")]
+    sweep_dir = f"hydra.sweep.dir={HydraConfig.get().sweep.dir}"
+    return " ".join(["rlrun", *map(shlex.quote, args), shlex.quote(sweep_dir)])
+
+
+def check_keys(cfg: DictConfig) -> None:
+    """Refuse keys no config defines (`+algo.lrr=0.1` composes, and would be ignored)."""
+    spec = specs.get(cfg.algo.get("name"))
+    unknown = [f"algo.{k}" for k in cfg.algo if k != "name" and k not in spec.rules]
+    known_top = {key.split(".")[0] for key in config.RULES} | {"env", "algo", "task"}
+    unknown += [k for k in cfg if k not in known_top]
+    for group in {key.split(".")[0] for key in config.RULES if "." in key}:
+        unknown += [f"{group}.{k}" for k in cfg[group] if f"{group}.{k}" not in config.RULES]
+    if unknown:
+        key = unknown[0]
+        raise ConfigError(key, OmegaConf.select(cfg, key), f"a key the config defines{closest(key, cfg.algo.name)}")
+
+
+def closest(key: str, algo: str | None) -> str:
+    candidates = list(config.RULES) + [f"algo.{k}" for k in (specs.SPECS[algo].rules if algo in specs.SPECS else [])]
+    matches = difflib.get_close_matches(key, candidates, n=3, cutoff=0.6)
+    return f" (closest: {', '.join(matches)})" if matches else ""
+
+
+def hydra_error_line(err: Exception) -> str:
+    """Hydra's multi-line composition errors as rlrun's one line: key, value, what is allowed."""
+    text = str(err)
+    missing = re.search(r"Could not find '([^/']+)/([^']*)'", text)
+    if missing:
+        group, option = missing.groups()
+        options = re.findall(r"^\t(\S+)$", text, flags=re.MULTILINE)
+        allowed = "one of " + ", ".join(options) if options else f"an option in configs/{group}/"
+        return str(ConfigError(group, option, f"{allowed} (configs/{group}/)"))
+    override = re.search(r"Could not override '([^']+)'", text) or re.search(r"Key '([^']+)' is not in struct", text)
+    if override:
+        key = override.group(1)
+        given = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.lstrip("+~").split("=", 1)[0] == key), None)
+        algo = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("algo=")), "reinforce")
+        return str(ConfigError(key, given, f"a key the config defines{closest(key, algo)}"))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return f"the command line or config did not compose: {' '.join(lines[:3])}"
+
+
+def run_and_report(func):
+    """Hydra's own error reporting, with composition errors as one line and exit code 2."""
+    try:
+        return func()
+    except (HydraException, OmegaConfBaseException) as err:
+        print(f"rlrun: error: {hydra_error_line(err)}", file=sys.stderr)
+        sys.exit(2)
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
+def hydra_main(cfg: DictConfig) -> float | None:
+    quiet_third_party()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
-    again = f"the same sweep with hydra.sweep.dir={HydraConfig.get().sweep.dir}" if sweeping else f"resume={run_dir}"
+    folder = folders.get(run_dir.resolve())
+    previous = signal.signal(signal.SIGTERM, stop_before_training)
     try:
         if sweeping:
-            return sweep.isolated(lambda: sweep.train_seeds(cfg, run_dir), run_dir)
-        return sweep.train_seeds(cfg, run_dir)
+            with RunLock(run_dir, key="hydra.sweep.dir"):  # a requeued job while its earlier self still runs
+                return sweep.isolated(lambda: sweep.train_seeds(prepared(cfg, run_dir, None), run_dir), run_dir)
+        return sweep.train_seeds(prepared(cfg, run_dir, folder), run_dir)
+    except RunFolderInUse as err:
+        fail(str(err))  # the folder is another process's: leave every file in it as it is
     except ConfigError as err:
-        fail(str(err), run_dir)
-    except runner.Diverged as err:
+        fail(str(err), run_dir.resolve())
+    except Diverged as err:
         stop(1, f"rlrun: error: {err}")
-    except runner.Interrupted as err:
-        stop(128 + err.signum, f"rlrun: {err}; continue with: rlrun ... {again}")
+    except Interrupted as err:
+        stop(128 + err.signum, f"rlrun: {err}; continue with: {again_command(run_dir, sweeping)}")
+    except StopRequested as err:
+        stop(128 + err.signum, f"rlrun: stopped by {signal.strsignal(err.signum)} outside the training loop, nothing saved since the "
+             f"newest checkpoint; "
+             f"continue with: {again_command(run_dir, sweeping)}")
     except KeyboardInterrupt:
-        stop(130, f"rlrun: interrupted; nothing saved since the newest checkpoint; continue with: rlrun ... {again}")
+        stop(130, f"rlrun: interrupted; nothing saved since the newest checkpoint; "
+             f"continue with: {again_command(run_dir, sweeping)}")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return None
+
+
+def prepared(cfg: DictConfig, run_dir: Path, folder: RunFolder | None) -> DictConfig:
+    """The config to train with, checked before torch is imported: with `resume`, the run's own
+    config with the keys resume may change taken from the command line."""
+    if cfg.get("resume") is not None and folder is not None:
+        stored = checkpoint_config(run_dir, folder)
+        cfg = continued(cfg, stored, run_dir)
+        (run_dir / ".hydra").mkdir(exist_ok=True)
+        OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+        for name in ("hydra.yaml", "overrides.yaml"):
+            if name in folder.hydra_files:  # the run's own, not this command's
+                (run_dir / ".hydra" / name).write_bytes(folder.hydra_files[name])
+    specs.validate(cfg)
+    check_keys(cfg)
+    return cfg
+
+
+def checkpoint_config(run_dir: Path, folder: RunFolder) -> DictConfig:
+    from rlrun.checkpoint import stored_config
+
+    return stored_config(run_dir, folder.hydra_files.get("config.yaml"))
+
+
+def continued(cfg: DictConfig, stored: DictConfig, run_dir: Path) -> DictConfig:
+    from rlrun.checkpoint import continued_config
+
+    return continued_config(cfg, stored, list(HydraConfig.get().overrides.task), run_dir)
+
+
+def main() -> None:
+    hydra_utils.run_and_report = run_and_report
+    hydra_main()
 
 
 if __name__ == "__main__":
-    main()
+    from rlrun.cli import main as imported_main  # the module Hydra's callbacks see, not a second copy
+
+    imported_main()

@@ -11,7 +11,7 @@ import pytest
 
 from rlrun import runner
 from rlrun.build import build
-from rlrun.config import ConfigError
+from rlrun.config import ConfigError, config_dir
 from tests.conftest import TINY, make_config, read_scalars, run_cli
 
 EXPECTED_TAGS = {
@@ -101,7 +101,10 @@ def test_cli_bad_input_exits_2_with_one_line_and_leaves_no_run(tmp_cwd, override
 
 def test_unknown_algorithm_lists_the_choices(tmp_cwd):
     proc = run_cli("algo=nope", cwd=tmp_cwd, check=False)
-    assert proc.returncode != 0 and "Available options in 'algo'" in proc.stderr and "reinforce" in proc.stderr
+    options = ", ".join(sorted(p.stem for p in (Path(config_dir()) / "algo").glob("*.yaml")))
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"rlrun: error: algo='nope' is not allowed: one of {options} (configs/algo/)"
+    ]
     assert "Traceback" not in proc.stderr
 
 

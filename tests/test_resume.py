@@ -77,7 +77,7 @@ def test_resume_with_another_algorithm_is_refused_and_the_run_is_kept(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rlrun: error: algo.name='actor_critic' is not allowed: 'reinforce'")
     assert sorted(p.name for p in (run_dir / checkpoint.CHECKPOINT_DIR).iterdir()) == before
-    assert OmegaConf.load(run_dir / ".hydra" / "config.yaml").algo.name == "reinforce"  # put back after Hydra wrote it
+    assert not (run_dir / ".hydra").exists()  # the refused command's config is not left behind
 
 
 def test_sigint_saves_a_checkpoint_after_the_iteration_and_stops(tmp_path, monkeypatch):
@@ -100,3 +100,58 @@ def test_sigint_saves_a_checkpoint_after_the_iteration_and_stops(tmp_path, monke
     assert checkpoint.latest_checkpoint(tmp_path).name == f"step_{sum(steps):012d}.pt"
     assert not (tmp_path / runner.SUMMARY_FILE).exists()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C acts as usual again
+
+
+def test_resume_alone_continues_with_the_runs_own_algo_env_budget_and_intervals(tmp_path):
+    run_dir = tmp_path / "run"
+    made = ["algo=actor_critic", "env=pendulum", "total_timesteps=600", "checkpoint.every=200", "checkpoint.keep=5",
+            "eval.every=0", "eval.episodes=1", "log.progress=none", f"hydra.run.dir={run_dir}"]
+    run_cli(*made, cwd=tmp_path)
+    # what a kill right after the checkpoint at 400 leaves: no final checkpoint, model or summary
+    for path in [run_dir / checkpoint.CHECKPOINT_DIR / "step_000000000600.pt", run_dir / "summary.json",
+                 run_dir / checkpoint.MODEL_FILE]:
+        path.unlink()
+    proc = run_cli(f"resume={run_dir}", cwd=tmp_path)
+    assert "resuming from" in proc.stdout and "step_000000000400.pt" in proc.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["env_steps"] == 600  # its own budget, not the default 100000
+    stored = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    assert (stored.algo.name, stored.env.name, stored.checkpoint.every) == ("actor_critic", "pendulum", 200)
+    assert "algo=actor_critic" in (run_dir / ".hydra" / "overrides.yaml").read_text()  # the run's own command
+
+
+def test_resume_may_raise_the_budget_and_refuses_other_keys(tmp_path):
+    run_dir = tmp_path / "run"
+    run_cli("total_timesteps=300", "eval.episodes=1", "log.progress=none", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    run_cli(f"resume={run_dir}", "total_timesteps=600", cwd=tmp_path)
+    assert json.loads((run_dir / "summary.json").read_text())["env_steps"] >= 600
+    before = {p.name: p.read_bytes() for p in (run_dir / ".hydra").iterdir()}
+    gamma = OmegaConf.load(run_dir / ".hydra" / "config.yaml").algo.gamma
+    proc = run_cli(f"resume={run_dir}", "algo.gamma=0.5", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert f"algo.gamma=0.5 is not allowed: {gamma}, as the run in" in proc.stderr
+    assert {p.name: p.read_bytes() for p in (run_dir / ".hydra").iterdir()} == before  # every file as it was
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_again_with_its_own_config(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    cfg = make_config("algo=fqi", "total_timesteps=400", "algo.learning_starts=100", "eval.episodes=1",
+                      "log.progress=none")
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    proc = run_cli(f"resume={run_dir}", cwd=tmp_path)
+    assert "holds no checkpoint yet: training it again from step 0 with its own config" in proc.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["env_steps"] >= 400 and OmegaConf.load(run_dir / ".hydra" / "config.yaml").algo.name == "fqi"
+
+
+def test_resume_of_a_folder_rlrun_did_not_make_is_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = run_cli(f"resume={tmp_path / 'empty'}", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        (
+            f"rlrun: error: resume='{tmp_path / 'empty'}' is not allowed: a run folder rlrun made "
+            "(with .hydra/config.yaml or checkpoints/)"
+        )
+    ]
+    assert (tmp_path / "empty").is_dir() and not any((tmp_path / "empty").iterdir())  # the user's folder stays
