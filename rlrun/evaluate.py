@@ -59,12 +59,13 @@ def evaluate(path: str, episodes: int, video: bool, seed: int | None, device: st
     from torch.utils.tensorboard import SummaryWriter
 
     from rlrun import checkpoint, evaluation
+    from rlrun.build import task_config
 
     if video:
         evaluation.require_video_support("video")
     act, cfg, step, found = checkpoint.load_for_eval(path, which, device)
     seed = cfg.seed if seed is None else seed
-    result = evaluation.Evaluator(cfg.env, episodes, seed)(act)
+    result = evaluation.Evaluator(cfg.env, episodes, seed, task_config(cfg))(act)
     returns = result.returns
     others = "".join(f" | {tag} {value:.4g}" for tag, value in result.metrics.items() if tag != "eval/episodic_return")
     print(f"eval return {returns.mean():.2f} ± {returns.std():.2f} over {episodes} episodes{others} | step {step} | {found}")
@@ -72,7 +73,9 @@ def evaluate(path: str, episodes: int, video: bool, seed: int | None, device: st
         run_dir = run_dir_of(found)
         name = f"rlrun-eval-step_{step:012d}"
         folder = run_dir / evaluation.VIDEO_DIR
-        episode_return, frames, fps = evaluation.record_episode(cfg.env, act, evaluation.eval_seed(seed), folder, name)
+        episode_return, frames, fps = evaluation.record_episode(
+            cfg.env, act, evaluation.eval_seed(seed), folder, name, task_config(cfg)
+        )
         with SummaryWriter(str(run_dir / "tb")) as writer:
             writer.add_video(evaluation.VIDEO_TAG, evaluation.tensorboard_clip(frames), step, fps=fps)
         print(f"video of one episode (return {episode_return:.2f}): {folder / name}-episode-0.mp4")

@@ -2,13 +2,16 @@
 
 A failing job of a sweep (`rlrun -m ...`) does not stop the others: its error goes to its own log
 and to `failed.json` in its folder, it returns no value (None: Optuna marks that trial failed and
-goes on), and `SweepHooks` lists every failed job with its overrides and log once the sweep is over.
+goes on), and `SweepHooks` lists every failed job with its overrides and log once the sweep is over,
+after every finished run's final eval return (jobs of a SLURM or submitit launcher print theirs only
+to their own logs).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +28,10 @@ from rlrun.config import ConfigError
 log = logging.getLogger("rlrun")
 
 FAILED_FILE = "failed.json"
+SUMMARY_FILE = "summary.json"  # rlrun.runner.SUMMARY_FILE, repeated to keep torch out of the sweep's own process
+# The submitit launcher that submits to SLURM (launcher=slurm), and what it needs; its `local` twin runs anywhere.
+SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+SLURM_COMMANDS = ("srun", "sbatch")
 
 
 def setting_dirname(override_dirname: str, fallback: str) -> str:
@@ -79,13 +86,41 @@ def isolated(train: Callable[[], float], run_dir: Path) -> float | None:
         return None
 
 
+def check_slurm_cluster(config: DictConfig) -> None:
+    """With the SLURM launcher and no SLURM on this machine: one line and exit code 2, before the
+    sweep folder exists (submitit would fail later with a traceback and leave it empty)."""
+    if OmegaConf.select(config, "hydra.launcher._target_") != SLURM_LAUNCHER:
+        return
+    if all(shutil.which(command) for command in SLURM_COMMANDS):
+        return
+    print(
+        "rlrun: error: launcher=slurm found no SLURM cluster (no srun or sbatch on PATH); "
+        "launcher=slurm_local runs the same jobs on this machine",
+        file=sys.stderr,
+    )
+    sys.exit(2)
+
+
+def finished_runs(sweep_dir: Path) -> list[str]:
+    """One line per finished run beneath `sweep_dir`: its folder and final eval return (mean ± std)."""
+    found = []
+    for path in sorted(sweep_dir.rglob(SUMMARY_FILE)):
+        summary = json.loads(path.read_text())
+        found.append((str(path.parent.relative_to(sweep_dir)), summary["eval_return_mean"], summary["eval_return_std"]))
+    width = max((len(name) for name, _, _ in found), default=0)
+    return [f"  {name:<{width}}  final eval return {mean:.2f} ± {std:.2f}" for name, mean, std in found]
+
+
 class SweepHooks(Callback):
-    """Folder names by what the sweep varies; at the end, which jobs failed (exit code 1 if any)."""
+    """No SLURM launcher without a cluster; folder names by what the sweep varies; at the end, each
+    finished run's result and which jobs failed (exit code 1 if any)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Leave the keys given one value for every job out of the setting folders' names
-        (`algo=reinforce/seed=0`, not `algo=reinforce,total_timesteps=20000/seed=0`). Each job's
-        config is composed again from the sweep's Hydra overrides, so the exclusion goes there."""
+        """Refuse launcher=slurm where there is no cluster. Leave the keys given one value for every
+        job out of the setting folders' names (`algo=reinforce/seed=0`, not
+        `algo=reinforce,total_timesteps=20000/seed=0`). Each job's config is composed again from
+        the sweep's Hydra overrides, so the exclusion goes there."""
+        check_slurm_cluster(config)
         overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
         fixed = [o.key_or_group for o in overrides if not o.is_sweep_override()]
         if fixed:
@@ -97,9 +132,10 @@ class SweepHooks(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
+        finished = [f"sweep finished in {sweep_dir}; compare its runs with: rlrun-compare {sweep_dir}"]
+        log.info("\n".join(finished + finished_runs(sweep_dir)))
         failed = [json.loads(p.read_text()) for p in sorted(sweep_dir.rglob(FAILED_FILE))]
         if not failed:
-            log.info("sweep finished in %s; compare its runs with: rlrun-compare %s", sweep_dir, sweep_dir)
             return
         lines = [f"rlrun: {len(failed)} job(s) of the sweep in {sweep_dir} failed; the others finished:"]
         for record in failed:

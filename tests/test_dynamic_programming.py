@@ -7,10 +7,11 @@ from typing import ClassVar
 import gymnasium as gym
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
 from rlrun import runner
-from rlrun.algos.dynamic_programming import Model
+from rlrun.algos.dynamic_programming import Model, value_picture
 from rlrun.build import build
 from rlrun.checkpoint import load_policy
 from rlrun.config import ConfigError
@@ -135,3 +136,60 @@ def test_env_without_a_model_gets_one_line_naming_the_envs_that_have_one(tmp_cwd
             "unwrapped.P) for algo=policy_iteration: frozenlake, taxi, cliffwalking"
         )
     ]
+
+
+def draw_value_picture(monkeypatch, env_id: str, **kwargs):
+    """value_picture of `env_id` for a made-up V, with the matplotlib figure it drew."""
+    figures = []
+
+    class RecordedFigure(Figure):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            figures.append(self)
+
+    monkeypatch.setattr("rlrun.algos.dynamic_programming.Figure", RecordedFigure)
+    env = gym.make(env_id, **kwargs)
+    unwrapped = env.unwrapped
+    n_states, n_actions = int(env.observation_space.n), int(env.action_space.n)
+    model = Model.from_table(unwrapped.P, n_states, n_actions, np.asarray(unwrapped.initial_state_distrib) > 0)
+    V = np.linspace(-1.0, 1.0, n_states)
+    picture = value_picture(env, model, V, np.zeros(n_states, dtype=np.int64), "the title")
+    return picture, figures[0], model
+
+
+def pixel(picture: np.ndarray, figure, x: float, y: float) -> tuple[int, ...]:
+    """The picture's colour at data coordinates (x, y) of the map (column, row)."""
+    ax = figure.axes[0]
+    px, py = ax.transData.transform((x, y))
+    return tuple(int(c) for c in picture[picture.shape[0] - round(py), round(px)])
+
+
+def cell_texts(figure) -> dict[tuple[float, float], str]:
+    return {tuple(np.round(t.get_position(), 2)): t.get_text() for t in figure.axes[0].texts}
+
+
+def test_value_picture_labels_its_scale_marks_the_start_and_greys_out_goal_and_holes(monkeypatch):
+    picture, figure, model = draw_value_picture(monkeypatch, "FrozenLake-v1", map_name="4x4")
+    image = figure.axes[0].images[0]
+    assert image.colorbar.ax.get_ylabel() == "V(s)"
+    shown = np.ma.getmaskarray(image.get_array()).ravel()
+    assert shown.tolist() == model.terminal.tolist()  # holes and goal take no colour of the scale
+    texts = cell_texts(figure)
+    assert texts[(3.0, 3.0)] == "goal" and texts[(1.0, 1.0)] == "hole" and texts[(0.0, -0.3)] == "start"
+    grey = pixel(picture, figure, 3.3, 3.3)  # beside the goal's name
+    assert grey[0] == grey[1] == grey[2] and 200 < grey[0] < 240
+    assert pixel(picture, figure, 0.0, 0.44) == (255, 69, 0)  # the start cell's orangered outline
+    caption = figure.axes[0].get_xlabel()
+    assert "greedy action" in caption and "the episode ends there" in caption
+
+
+def test_value_picture_draws_cliffwalking_cliff_cells_hatched_and_named(monkeypatch):
+    picture, figure, model = draw_value_picture(monkeypatch, "CliffWalking-v1")
+    cliff = [37 + i for i in range(10)]
+    assert model.unreachable[cliff].all()
+    texts = cell_texts(figure)
+    assert [texts[(float(s % 12), 3.0)] for s in cliff] == ["cliff"] * 10 and texts[(11.0, 3.0)] == "goal"
+    for s in cliff:  # not blank: the cell's fill shows beside its name
+        assert pixel(picture, figure, s % 12 + 0.3, 3.3) != (255, 255, 255)
+    assert "cliff: an episode is never there" in figure.axes[0].get_xlabel()
+

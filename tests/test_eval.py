@@ -54,7 +54,10 @@ def test_rlrun_eval_video_writes_an_mp4_of_the_episode_and_logs_it(trained, caps
     match = re.search(r"video of one episode \(return ([\d.]+)\): (\S+\.mp4)", out)
     assert match, out
     frames, _ = imageio_ffmpeg.count_frames_and_secs(match[2])
-    assert frames == int(float(match[1])) + 1  # CartPole pays 1 per step; one frame per step plus the reset's
+    steps = int(float(match[1]))  # CartPole pays 1 per step
+    # one frame per step plus the reset's; moviepy 1.0.3 repeats the last one in clips longer than
+    # ~0.35 s (it rounds the clip's duration up to a whole frame past the end)
+    assert steps + 1 <= frames <= steps + 2
     assert evaluation.VIDEO_TAG in video_tags(trained)
 
 

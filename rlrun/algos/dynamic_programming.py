@@ -181,8 +181,11 @@ def check_gamma(model: Model, gamma: float, env_name: str) -> None:
 
 
 def value_picture(env: gym.Env, model: Model, V: np.ndarray, pi: np.ndarray, title: str) -> np.ndarray | None:
-    """A heat map of V over a grid world with the greedy action drawn on each cell, as [H, W, 3]
-    uint8; None for an env that is not a grid world known here."""
+    """A heat map of V over a grid world, as [H, W, 3] uint8; None for an env that is not a grid world
+    known here. A cell an episode can be in shows V(s) as its colour (the colour bar's scale) and its
+    greedy action as an arrow; the start cells are outlined and named. A cell where episodes end
+    (goal, hole) is grey and named instead: V = 0 there by definition, so colouring it would only
+    stretch the scale. A cell no episode is ever in (CliffWalking's cliff) is hatched red and named."""
     unwrapped = env.unwrapped
     arrows = ARROWS.get(type(unwrapped).__name__)
     if arrows is None:
@@ -190,23 +193,46 @@ def value_picture(env: gym.Env, model: Model, V: np.ndarray, pi: np.ndarray, tit
     desc = getattr(unwrapped, "desc", None)
     shape = desc.shape if desc is not None else tuple(unwrapped.shape)
     rows, cols = shape
-    fig = Figure(figsize=(0.6 * cols + 1.6, 0.6 * rows + 0.9), dpi=100)
+    start = np.asarray(unwrapped.initial_state_distrib) > 0
+    live = ~model.terminal & ~model.unreachable
+    never_there = "cliff" if type(unwrapped).__name__ == "CliffWalkingEnv" else "unreached"
+    square_x, square_y = np.array([-1, 1, 1, -1]), np.array([-1, -1, 1, 1])  # corners, in half-widths from the centre
+    fig = Figure(figsize=(0.6 * cols + 1.6, 0.6 * rows + 1.3), dpi=100, layout="constrained")
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    shown = np.where(model.unreachable, np.nan, V).reshape(shape)  # unreachable cells stay blank
-    image = ax.imshow(shown, cmap="viridis")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    image = ax.imshow(np.where(live, V, np.nan).reshape(shape), cmap="viridis")
+    fig.colorbar(image, cax=ax.inset_axes([1.04, 0.0, 0.05, 1.0])).set_label("V(s)")  # as tall as the map
+    ended = set()
     for s in range(model.n_states):
         row, col = divmod(s, cols)
-        label = arrows[pi[s]]
-        if model.terminal[s]:
-            label = desc[row, col].decode() if desc is not None else "end"
-        elif model.unreachable[s]:
-            continue
-        ax.text(col, row, label, ha="center", va="center", color="white", fontsize=11)
+        cell = col + 0.5 * square_x, row + 0.5 * square_y
+        if live[s]:
+            red, green, blue, _ = image.cmap(image.norm(V[s]))
+            ink = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
+            ax.text(col, row + 0.05, arrows[pi[s]], ha="center", va="center", color=ink, fontsize=11)
+        elif model.terminal[s]:
+            name = "hole" if desc is not None and desc[row, col] == b"H" else "goal"
+            ended.add(name)
+            ink = "black"
+            ax.fill(*cell, facecolor="0.85", edgecolor="0.6", linewidth=0.5)
+            weight = "bold" if name == "goal" else "normal"
+            ax.text(col, row, name, ha="center", va="center", color=ink, fontsize=8, weight=weight)
+        else:
+            ink = "darkred"
+            ax.fill(*cell, facecolor="mistyrose", edgecolor="indianred", hatch="///", linewidth=0)
+            ax.text(col, row, never_there, ha="center", va="center", color=ink, fontsize=8)
+        if start[s]:
+            ax.fill(col + 0.44 * square_x, row + 0.44 * square_y, fill=False, edgecolor="orangered", linewidth=2.5)
+            ax.text(col, row - 0.3, "start", ha="center", va="center", color=ink, fontsize=6.5)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title, fontsize=9)
+    fig.suptitle(title, fontsize=9)
+    notes = ["arrow: greedy action"]
+    if ended:
+        notes.append(f"{' / '.join(sorted(ended))}: the episode ends there (V = 0, not coloured)")
+    if model.unreachable.any():
+        notes.append(f"{never_there}: an episode is never there (no V)")
+    ax.set_xlabel("\n".join(notes), fontsize=7)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
