@@ -1,19 +1,20 @@
 """From a composed config to a ready algorithm: validate, seed, pick the device, build.
 
-Validation that needs no torch (`rlrun.algos.specs.validate`, then the env's spaces) runs first,
-so a bad value is refused before any network exists.
+Validation that needs no torch (`rlrun.algos.specs.validate`, the task distribution, then the env
+with its tasks and spaces) runs first, so a bad value is refused before any network exists.
 """
 
 from __future__ import annotations
 
 import importlib
 import random
+from collections.abc import Callable
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from rlrun import envs
+from rlrun import envs, tasks
 from rlrun.algos import specs
 from rlrun.algos.base import Algorithm, Context
 from rlrun.config import ConfigError
@@ -38,12 +39,25 @@ def algorithm_class(name: str) -> type[Algorithm]:
     return getattr(importlib.import_module(module), cls)
 
 
-def build(cfg: DictConfig) -> Algorithm:
-    """Validate the config and build the algorithm; raises ConfigError on any bad value."""
+def task_config(cfg: DictConfig) -> DictConfig | None:
+    """The run's task distribution (`task=<preset>`, configs/task/), or None for one fixed MDP."""
+    return OmegaConf.select(cfg, "task", default=None)
+
+
+def build(cfg: DictConfig, load_policy: Callable[[str, str], Callable] | None = None) -> Algorithm:
+    """Validate the config and build the algorithm; raises ConfigError on any bad value.
+
+    `load_policy` (see `Context.load_policy`) lets an algorithm use another run's policy; without it
+    such an algorithm builds only to act (rlrun-eval)."""
     specs.validate(cfg)
+    task_cfg = task_config(cfg)
+    if task_cfg is not None:
+        tasks.check(task_cfg)
     device = pick_device(cfg.device)
-    spaces = envs.check_env(cfg.env, lambda obs_space, action_space: specs.check_spaces(cfg, obs_space, action_space))
-    ctx = Context(env_cfg=cfg.env, seed=cfg.seed, device=device, spaces=spaces)
+    spaces = envs.check_env(
+        cfg.env, lambda obs_space, action_space: specs.check_spaces(cfg, obs_space, action_space), task_cfg
+    )
+    ctx = Context(env_cfg=cfg.env, seed=cfg.seed, device=device, spaces=spaces, task_cfg=task_cfg, load_policy=load_policy)
     seed_everything(cfg.seed)
     torch.set_num_threads(cfg.threads)
     return algorithm_class(cfg.algo.name)(cfg.algo, ctx)

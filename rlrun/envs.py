@@ -5,6 +5,9 @@ unless `env.allow_import` is true, so a config replayed from a checkpoint cannot
 `check_env` is the one check a run makes before building its algorithm: the env builds, resets and
 takes a step, its observations are ones rlrun encodes, and each keyword argument has the type of the
 constructor's default for it; every failure is one ConfigError naming the key the user set.
+
+With a `task` config (rlrun.tasks) every env a run trains on is a TaskWrapper: each slot draws its
+task at every reset from a generator of the run's seed and the slot's index.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from gymnasium.envs.registration import load_env_creator
 from gymnasium.envs.toy_text.frozen_lake import MAPS, FrozenLakeEnv
 from omegaconf import DictConfig, OmegaConf
 
+import rlrun.gym_envs  # noqa: F401  (registers rlrun's own env ids: rlrun/BitFlip-v0, rlrun/PointMassGoal-v0, ...)
+from rlrun import tasks
 from rlrun.config import ConfigError, Rule, flag, integer, optional
 
 # Keys of an env config that describe the env rather than being passed to `gymnasium.make`.
@@ -87,13 +92,26 @@ def env_id(env_cfg: DictConfig) -> str:
     return plain
 
 
+# rlrun's extra per gymnasium env family: gymnasium's own hint asks for swig, but its box2d wheels need none.
+ENV_EXTRAS = {"gymnasium.envs.box2d": "box2d"}
+
+
+def _dependency_hint(name: str, err: Exception) -> str:
+    spec = gym.spec(name) if name in gym.registry else None
+    entry_point = str(spec.entry_point) if spec is not None else ""
+    extra = next((e for package, e in ENV_EXTRAS.items() if entry_point.startswith(package)), None)
+    if extra is None:
+        return _first_line(err)
+    return f'pip install "rlrun[{extra}]", or pip install -e ".[{extra}]" in a checkout; no swig needed'
+
+
 @contextmanager
 def _gym_errors(name: str) -> Iterator[None]:
     """Turn gymnasium's errors about ids, dependencies and kwargs into one ConfigError line."""
     try:
         yield
     except (gym.error.DependencyNotInstalled, ImportError) as err:
-        raise ConfigError("env.id", name, f"an env whose dependencies are installed ({_first_line(err)})") from None
+        raise ConfigError("env.id", name, f"an env whose dependencies are installed ({_dependency_hint(name, err)})") from None
     except gym.error.Error as err:
         raise ConfigError("env.id", name, f"a registered gymnasium id ({_first_line(err)})") from None
     except TypeError as err:
@@ -108,12 +126,21 @@ def make_env(env_cfg: DictConfig, **extra: Any) -> gym.Env:
         return gym.make(name, **kwargs, **extra)
 
 
-def make_vec_env(env_cfg: DictConfig, num_envs: int) -> gym.vector.VectorEnv:
+def make_vec_env(
+    env_cfg: DictConfig, num_envs: int, task_cfg: DictConfig | None = None, seed: int = 0
+) -> gym.vector.VectorEnv:
     """`num_envs` copies stepped as one batch, numpy-vectorised where gymnasium has it.
 
+    With `task_cfg`, copy i draws a train task at every reset from a generator of (`seed`, i)
+    (`tasks.wrap`); the copies are then separate envs stepped in turn, since a numpy-vectorised
+    env has no sub-env to set a task on.
     Autoreset is gymnasium's default NEXT_STEP: the step that ends an episode returns its final
     observation, and the following step resets that sub-env (its action is ignored).
     """
+    if task_cfg is not None:
+        return gym.vector.SyncVectorEnv(
+            [lambda slot=slot: tasks.wrap(make_env(env_cfg), task_cfg, seed, slot) for slot in range(num_envs)]
+        )
     name = env_id(env_cfg)
     kwargs = make_kwargs(env_cfg)
     with _gym_errors(name):
@@ -121,15 +148,26 @@ def make_vec_env(env_cfg: DictConfig, num_envs: int) -> gym.vector.VectorEnv:
         return gym.make_vec(name, num_envs=num_envs, vectorization_mode=mode, **kwargs)
 
 
+def make_fixed_task_vec_env(env_cfg: DictConfig, task_cfg: DictConfig, fixed: list[tasks.Task]) -> gym.vector.VectorEnv:
+    """One env per task of `fixed` (from `tasks.eval_tasks`), each keeping its task every episode."""
+    return gym.vector.SyncVectorEnv(
+        [lambda task=task: tasks.wrap_fixed(make_env(env_cfg), task_cfg, task) for task in fixed]
+    )
+
+
 def check_env(
-    env_cfg: DictConfig, check_spaces: Callable[[gym.Space, gym.Space], None] | None = None
+    env_cfg: DictConfig,
+    check_spaces: Callable[[gym.Space, gym.Space], None] | None = None,
+    task_cfg: DictConfig | None = None,
 ) -> tuple[gym.Space, gym.Space]:
     """(observation space, action space) of the env `env_cfg` describes, once it has shown it can run.
 
     Checks each keyword argument against the constructor (a name it takes, a value of its default's
     type, one of its table's entries), builds one env, refuses observations rlrun cannot encode,
-    calls `check_spaces` (the algorithm's own demands), resets it and takes one random action.
-    Raises ConfigError naming the key at fault.
+    wraps it in `task_cfg`'s task distribution when given (refused unless the env takes every task
+    parameter value the distribution can give, and observes the task as `observe` asks), calls
+    `check_spaces` (the algorithm's own demands) on the spaces the algorithm will see, resets it
+    and takes one random action. Raises ConfigError naming the key at fault.
     """
     name = env_id(env_cfg)
     kwargs = _user_kwargs(env_cfg)
@@ -145,6 +183,8 @@ def check_env(
     env = _run(lambda: make_env(env_cfg), name, suspects, "be built")
     try:
         _check_observation_space(name, env.observation_space)
+        if task_cfg is not None:
+            env = tasks.wrap(env, task_cfg, seed=0, slot=0)
         if check_spaces is not None:
             check_spaces(env.observation_space, env.action_space)
         _run(lambda: env.reset(seed=0), name, suspects, "reset")

@@ -1,7 +1,9 @@
-"""Evaluation of the deterministic policy: returns over fixed initial states, and recorded episodes.
+"""Evaluation of the deterministic policy: returns over fixed initial states (and fixed tasks), and
+recorded episodes.
 
-Every evaluation of a run starts from the same seeded initial states, so the points of one curve
-differ only by the policy. `rlrun-eval` (rlrun.evaluate) and the runner both measure through here.
+Every evaluation of a run starts from the same seeded initial states, and with a task distribution
+runs the same train and test tasks, so the points of one curve differ only by the policy.
+`rlrun-eval` (rlrun.evaluate) and the runner both measure through here.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import gymnasium as gym
 import numpy as np
 from omegaconf import DictConfig
 
-from rlrun import envs
+from rlrun import envs, tasks
 from rlrun.config import ConfigError
 from rlrun.data import sample_trajectories
 from rlrun.logger import EVAL_TAG
 
+SUCCESS_TAG = "eval/success_rate"
 VIDEO_TAG = "eval/video"
 VIDEO_DIR = "videos"
 TENSORBOARD_SIZE = 256  # longest side, in pixels, of the video in TensorBoard (the mp4 keeps full size)
@@ -40,15 +43,47 @@ class Evaluation:
 
 
 class Evaluator:
-    """`episodes` episodes of the deterministic policy, side by side on envs of their own."""
+    """The deterministic policy's episodes, side by side on envs of their own, built once so every
+    evaluation of a run meets the same initial states and the same tasks.
 
-    def __init__(self, env_cfg: DictConfig, episodes: int, seed: int):
-        self.env = envs.make_vec_env(env_cfg, episodes)
+    Without a task config: `episodes` episodes of the env. With one: the fixed train and test tasks
+    of `tasks.eval_tasks`, each for ceil(episodes / tasks in its split) episodes, so every split runs
+    at least `episodes` episodes and weighs its tasks equally. The train tasks' returns are the run's
+    result (`Evaluation.returns`, `eval/episodic_return`); each split's mean is logged as
+    `eval/train_tasks/episodic_return` and `eval/test_tasks/episodic_return`, and each named task's
+    as `eval/<name>/episodic_return`. `eval/success_rate`: the share of the result's episodes that
+    ended in success, where the env reports it.
+    """
+
+    def __init__(self, env_cfg: DictConfig, episodes: int, seed: int, task_cfg: DictConfig | None = None):
         self.seed = eval_seed(seed)
+        self.result = np.arange(episodes)  # the indices of the episodes whose returns are the result
+        self.groups: dict[str, np.ndarray] = {}  # a tag's middle part -> the indices of its episodes
+        if task_cfg is None:
+            self.env = envs.make_vec_env(env_cfg, episodes)
+            return
+        fixed = tasks.eval_tasks(task_cfg)
+        every_episode: list[tasks.Task] = []
+        for split, split_tasks in fixed.items():
+            repeats = math.ceil(episodes / len(split_tasks))
+            start = len(every_episode)
+            every_episode += [task for task in split_tasks for _ in range(repeats)]
+            self.groups[f"{split}_tasks"] = np.arange(start, len(every_episode))
+            for i, task in enumerate(split_tasks):
+                if task.name is not None:
+                    self.groups[task.name] = start + i * repeats + np.arange(repeats)
+        self.result = self.groups["train_tasks"]
+        self.env = envs.make_fixed_task_vec_env(env_cfg, task_cfg, every_episode)
 
     def __call__(self, act) -> Evaluation:
-        returns = sample_trajectories(self.env, act, self.seed).episode_returns
-        return Evaluation(returns, {EVAL_TAG: float(returns.mean())})
+        trajectories = sample_trajectories(self.env, act, self.seed)
+        returns = trajectories.episode_returns
+        metrics = {EVAL_TAG: float(returns[self.result].mean())}
+        metrics.update({f"eval/{group}/episodic_return": float(returns[i].mean()) for group, i in self.groups.items()})
+        successes = getattr(trajectories, "successes", None)
+        if successes is not None:
+            metrics[SUCCESS_TAG] = float(np.mean(successes[self.result]))
+        return Evaluation(returns[self.result], metrics)
 
     def close(self) -> None:
         self.env.close()
@@ -75,16 +110,22 @@ def require_video_support(key: str) -> None:
         raise ConfigError(key, True, "false, or install the video extra first: pip install 'rlrun[video]'") from None
 
 
-def record_episode(env_cfg: DictConfig, act, seed: int, folder: Path, name: str) -> tuple[float, np.ndarray, int]:
+def record_episode(
+    env_cfg: DictConfig, act, seed: int, folder: Path, name: str, task_cfg: DictConfig | None = None
+) -> tuple[float, np.ndarray, int]:
     """One episode of `act` from the initial state `seed`, saved as `folder/<name>-episode-0.mp4`.
 
+    With `task_cfg`, the episode is on the first fixed train task that evaluation runs.
     Returns the episode's return, its frames shrunk for TensorBoard ([T, H, W, 3] uint8) and the fps.
     """
     require_video_support("video")
     # offscreen frames need neither a window nor sound; without these pygame's init prints errors on servers
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-    env = KeepFrames(envs.make_env(env_cfg, render_mode="rgb_array"))
+    env = envs.make_env(env_cfg, render_mode="rgb_array")
+    if task_cfg is not None:
+        env = tasks.wrap_fixed(env, task_cfg, tasks.eval_tasks(task_cfg)["train"][0])
+    env = KeepFrames(env)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # RecordVideo warns whenever the folder already exists
         try:

@@ -24,10 +24,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlrun import checkpoint, evaluation
 from rlrun.algos.base import Algorithm
-from rlrun.build import build
+from rlrun.build import build, task_config
 from rlrun.config import ConfigError
 from rlrun.logger import EVAL_TAG, Logger
 from rlrun.state import set_global_rng_state
+from rlrun.stops import Diverged, Interrupted
 
 log = logging.getLogger("rlrun")
 
@@ -53,19 +54,6 @@ class Progress:
     best_return: float | None = None  # the best evaluation's mean return so far
     best_step: int = -1  # and its x
     video_at: int = -1  # x of the latest eval video
-
-
-class Diverged(Exception):
-    """A NaN or infinite loss or parameter: the run stops and saves nothing more."""
-
-
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM: the run saved a checkpoint and stopped before its budget. Like
-    KeyboardInterrupt, not an Exception, so a sweep stops rather than moving to its next job."""
-
-    def __init__(self, signum: int, message: str):
-        super().__init__(message)
-        self.signum = signum
 
 
 class StopOnSignal:
@@ -156,10 +144,10 @@ def resume(cfg: DictConfig, run_dir: Path, algo: Algorithm) -> Progress:
             raise ConfigError(
                 "resume", cfg.resume, f"the folder this run writes to ({run_dir}); not with -m or hydra.run.dir"
             )
-        if not any(wanted.rglob("step_*.pt")):
-            raise ConfigError("resume", cfg.resume, f"a run directory holding {checkpoint.CHECKPOINT_DIR}/step_*.pt")
     path = checkpoint.latest_checkpoint(run_dir)
     if path is None:
+        if cfg.resume is not None:
+            log.warning("%s holds no checkpoint yet: training it again from step 0 with its own config", run_dir)
         return Progress()
     state = checkpoint.safe_load(path)  # on the CPU: numpy buffers and generator states want it there
     if not isinstance(state, dict) or not {"config", "algo", "rng", "runner"} <= state.keys():
@@ -181,18 +169,14 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     Continues from the newest checkpoint in `run_dir` when there is one. Raises Diverged on a
     non-finite loss or parameter and Interrupted after saving on SIGINT/SIGTERM.
     """
-    try:
-        algo = build(cfg)
-        if cfg.eval.video:
-            evaluation.require_video_support("eval.video")
-        progress = resume(cfg, run_dir, algo)
-    except ConfigError:
-        checkpoint.restore_config(run_dir)  # an existing run's config, which Hydra has just overwritten
-        raise
+    algo = build(cfg, load_policy=lambda run, which: checkpoint.load_policy(run, which, cfg.device))
+    if cfg.eval.video:
+        evaluation.require_video_support("eval.video")
+    progress = resume(cfg, run_dir, algo)
     unit = algo.x_axis
     log_every = cfg.log.every if cfg.log.every is not None else DEFAULT_LOG_EVERY[unit]
     config = OmegaConf.to_container(cfg, resolve=True)
-    evaluator = evaluation.Evaluator(cfg.env, cfg.eval.episodes, cfg.seed)
+    evaluator = evaluation.Evaluator(cfg.env, cfg.eval.episodes, cfg.seed, task_config(cfg))
     after_earlier_event_files(run_dir / "tb")
     logger = Logger(run_dir, cfg, start_step=progress.step, unit=UNIT_NAMES[unit])
     last_good = checkpoint.latest_checkpoint(run_dir)
@@ -219,7 +203,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     def record_video() -> None:
         name = f"step_{progress.step:012d}"
         _, frames, fps = evaluation.record_episode(
-            cfg.env, algo.act, evaluation.eval_seed(cfg.seed), run_dir / evaluation.VIDEO_DIR, name
+            cfg.env, algo.act, evaluation.eval_seed(cfg.seed), run_dir / evaluation.VIDEO_DIR, name, task_config(cfg)
         )
         logger.video(evaluation.VIDEO_TAG, progress.step, evaluation.tensorboard_clip(frames), fps)
         progress.video_at = progress.step

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from rlrun import config
+from rlrun import config, tasks
 from rlrun.algos import specs
 from rlrun.config import config_dir
 from tests.conftest import make_config
@@ -17,6 +17,8 @@ CONFIGS = Path(config_dir())
 ENVS = sorted(p.stem for p in (CONFIGS / "env").glob("*.yaml"))
 ALGOS = sorted(p.stem for p in (CONFIGS / "algo").glob("*.yaml"))
 ENV_OVERRIDES = {"gym": ["env.id=CartPole-v1"]}
+TASKS = sorted(p.stem for p in (CONFIGS / "task").glob("*.yaml"))
+TASK_ALGOS = ["reinforce", "actor_critic", "ppo", "fqi", "qtopt"]  # those that take Box observations
 
 
 @pytest.mark.parametrize("algo", ALGOS)
@@ -26,6 +28,24 @@ def test_every_env_algo_pair_composes_and_resolves(env, algo):
     container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     assert container["algo"]["name"] == algo
     assert container["env"]["name"]
+
+
+@pytest.mark.parametrize("algo", TASK_ALGOS)
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_preset_composes_with_its_env_and_each_algorithm(task, algo):
+    preset = OmegaConf.load(CONFIGS / "task" / f"{task}.yaml")
+    (env,) = (choice["override /env"] for choice in preset.defaults)
+    observe = "onehot" if preset.task.named is not None else "params"
+    cfg = make_config(f"task={task}", f"algo={algo}", f"task.observe={observe}")
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    assert container["algo"]["name"] == algo
+    assert container["env"] == OmegaConf.to_container(OmegaConf.load(CONFIGS / "env" / f"{env}.yaml"))
+    assert container["task"] == {**OmegaConf.to_container(preset.task), "observe": observe}
+    tasks.check(cfg.task)
+
+
+def test_a_run_without_a_task_has_no_task_key():
+    assert "task" not in make_config()
 
 
 def test_required_groups_are_present():

@@ -8,6 +8,7 @@ runner reads of an algorithm is exactly what `Algorithm` declares.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Literal
@@ -64,15 +65,24 @@ def plain(cfg: DictConfig) -> SimpleNamespace:
 @dataclass
 class Context:
     """What an algorithm gets from the build step: env construction, seed, device, and the env's
-    (observation space, action space), already checked against what the algorithm takes."""
+    (observation space, action space), already checked against what the algorithm takes.
+
+    With a task distribution (`task_cfg`, the run's `task` config) every env built here is task-
+    wrapped: training slots draw a task at every reset from the run's seed, and the observation
+    space in `spaces` already holds what `task.observe` appends.
+    """
 
     env_cfg: DictConfig
     seed: int
     device: torch.device
     spaces: tuple[gym.Space, gym.Space]
+    task_cfg: DictConfig | None = None
+    # (run directory, "final" | "best") -> that finished run's deterministic policy; given by the
+    # runner (rlrun.checkpoint.load_policy) to algorithms that learn from another run (DAgger's expert)
+    load_policy: Callable[[str, str], Callable[[np.ndarray], np.ndarray]] | None = None
 
     def make_vec_env(self, num_envs: int) -> gym.vector.VectorEnv:
-        return envs.make_vec_env(self.env_cfg, num_envs)
+        return envs.make_vec_env(self.env_cfg, num_envs, self.task_cfg, self.seed)
 
     def make_env(self, **kwargs) -> gym.Env:
         return envs.make_env(self.env_cfg, **kwargs)
