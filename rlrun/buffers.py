@@ -1,28 +1,40 @@
-"""A bounded replay buffer of transitions (s, a, r, s', terminated), sampled in batches with numpy.
+"""Bounded replay buffers of transitions (s, a, r, s', terminated), sampled in batches with numpy.
 
 A time-limit cut is stored as a transition that is not terminated, so its target bootstraps
-from Q(s', .); only a true terminal state has no value after it.
+from Q(s', .); only a true terminal state has no value after it. Observations may be dicts of
+arrays (Dict spaces), stored key by key.
+
+`ReplayBuffer` keeps transitions in arrival order. `HindsightReplayBuffer` keeps each sub-env's
+transitions in a column of their own, in time order, so it knows where every episode starts and
+ends (also the one still running); when it samples, it relabels part of the batch with goals the
+agent achieved (hindsight experience replay), so memory does not grow with the goals per transition.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from rlrun.data import Rollout
+from rlrun.data import Observations, Rollout, index_obs, map_obs, put_obs
+from rlrun.nets import as_tensors
+
+GOAL_KEYS = ("achieved_goal", "desired_goal")  # what relabelling reads and substitutes
 
 
 @dataclass
 class Transitions:
     """A batch of transitions, one row each."""
 
-    obs: np.ndarray  # [B, *obs_shape]
+    obs: Observations  # [B, *obs_shape], or a dict of such by key
     actions: np.ndarray  # [B] int64 (Discrete) or [B, *action_shape] float32 (Box)
     rewards: np.ndarray  # [B] float32
-    next_obs: np.ndarray  # [B, *obs_shape]
+    next_obs: Observations  # [B, *obs_shape], or a dict of such by key
     terminated: np.ndarray  # [B] bool
 
     def __len__(self) -> int:
@@ -30,7 +42,7 @@ class Transitions:
 
     def to(self, device: torch.device) -> Transitions:
         """The same batch as torch tensors on `device`."""
-        return Transitions(*(torch.as_tensor(getattr(self, f), device=device) for f in FIELDS))
+        return Transitions(*(as_tensors(getattr(self, f), device) for f in FIELDS))
 
 
 FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated")
@@ -40,16 +52,46 @@ def storage_dtype(space: gym.Space) -> np.dtype:
     return np.dtype(np.int64) if isinstance(space, gym.spaces.Discrete) else np.dtype(np.float32)
 
 
+def zeros(space: gym.Space, leading: tuple[int, ...]) -> Observations:
+    """Zeroed storage for `leading`-shaped batches of `space`'s values (a dict of arrays for a Dict space)."""
+    if isinstance(space, gym.spaces.Dict):
+        return {key: zeros(sub, leading) for key, sub in space.spaces.items()}
+    return np.zeros((*leading, *space.shape), storage_dtype(space))
+
+
 def from_rollout(rollout: Rollout) -> Transitions:
     """The rollout's real transitions (reset steps left out), flattened over time and envs."""
     valid = rollout.valid
     return Transitions(
-        obs=rollout.obs[:-1][valid],
+        obs=index_obs(index_obs(rollout.obs, slice(None, -1)), valid),
         actions=rollout.actions[valid],
         rewards=rollout.rewards[valid],
-        next_obs=rollout.obs[1:][valid],
+        next_obs=index_obs(index_obs(rollout.obs, slice(1, None)), valid),
         terminated=rollout.terminated[valid],
     )
+
+
+def _empty_storage(capacity: tuple[int, ...], obs_space: gym.Space, action_space: gym.Space) -> Transitions:
+    return Transitions(
+        obs=zeros(obs_space, capacity),
+        actions=zeros(action_space, capacity),
+        rewards=np.zeros(capacity, np.float32),
+        next_obs=zeros(obs_space, capacity),
+        terminated=np.zeros(capacity, bool),
+    )
+
+
+def _gather(data: Transitions, index: Any) -> Transitions:
+    return Transitions(*(index_obs(getattr(data, f), index) for f in FIELDS))
+
+
+def _saved(data: Transitions, rows: int) -> dict:
+    return {f: map_obs(lambda x: torch.from_numpy(x[:rows].copy()), getattr(data, f)) for f in FIELDS}
+
+
+def _restore(data: Transitions, state: dict, rows: int) -> None:
+    for field in FIELDS:
+        put_obs(getattr(data, field), slice(0, rows), map_obs(lambda t: t.numpy(), state[field]))
 
 
 class ReplayBuffer:
@@ -57,14 +99,7 @@ class ReplayBuffer:
 
     def __init__(self, capacity: int, obs_space: gym.Space, action_space: gym.Space):
         self.capacity, self.size, self.pos = capacity, 0, 0
-        obs_shape, action_shape = obs_space.shape, action_space.shape
-        self.data = Transitions(
-            obs=np.zeros((capacity, *obs_shape), storage_dtype(obs_space)),
-            actions=np.zeros((capacity, *action_shape), storage_dtype(action_space)),
-            rewards=np.zeros(capacity, np.float32),
-            next_obs=np.zeros((capacity, *obs_shape), storage_dtype(obs_space)),
-            terminated=np.zeros(capacity, bool),
-        )
+        self.data = _empty_storage((capacity,), obs_space, action_space)
 
     def __len__(self) -> int:
         return self.size
@@ -73,20 +108,156 @@ class ReplayBuffer:
         n = min(len(batch), self.capacity)
         rows = (self.pos + np.arange(n)) % self.capacity
         for field in FIELDS:
-            getattr(self.data, field)[rows] = getattr(batch, field)[len(batch) - n :]
+            put_obs(getattr(self.data, field), rows, index_obs(getattr(batch, field), slice(len(batch) - n, None)))
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
+    def add_rollout(self, rollout: Rollout) -> None:
+        self.add(from_rollout(rollout))
+
     def sample(self, batch_size: int, rng: np.random.Generator) -> Transitions:
         """`batch_size` transitions drawn uniformly with replacement."""
-        rows = rng.integers(self.size, size=batch_size)
-        return Transitions(*(getattr(self.data, field)[rows] for field in FIELDS))
+        return _gather(self.data, rng.integers(self.size, size=batch_size))
 
     def state_dict(self) -> dict:
-        stored = {f: torch.from_numpy(getattr(self.data, f)[: self.size].copy()) for f in FIELDS}
-        return {"pos": self.pos, "size": self.size, **stored}
+        return {"pos": self.pos, "size": self.size, **_saved(self.data, self.size)}
 
     def load_state_dict(self, state: dict) -> None:
         self.pos, self.size = state["pos"], state["size"]
-        for field in FIELDS:
-            getattr(self.data, field)[: self.size] = state[field].numpy()
+        _restore(self.data, state, self.size)
+
+
+GoalFunction = Callable[[np.ndarray, np.ndarray, Any], np.ndarray]
+
+
+class HindsightReplayBuffer:
+    """The newest transitions of each of `num_envs` sub-envs, `capacity` in all, with their episodes.
+
+    Observations are goal-env dicts (`observation`, `achieved_goal`, `desired_goal`). `sample`
+    draws stored transitions uniformly and replaces the desired goal of a fraction k / (k + 1) of
+    them with the goal achieved after a transition of the same episode, chosen by `strategy`:
+    `future` one at or after the relabelled transition, `final` the episode's last (the newest
+    while it runs), `episode` any stored one. Reward and termination are recomputed with the env's
+    vectorised `compute_reward(achieved_goal, desired_goal, info)` and `compute_terminated(...)` (info: None).
+
+    Each stored transition keeps the position of its episode's first and last transition in its
+    sub-env's sequence (`-1` as the last while the episode runs: the newest transition stands in).
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        obs_space: gym.Space,
+        action_space: gym.Space,
+        num_envs: int,
+        strategy: str,
+        k: int,
+        compute_reward: GoalFunction,
+        compute_terminated: GoalFunction,
+    ):
+        self.rows, self.num_envs = math.ceil(capacity / num_envs), num_envs
+        self.strategy, self.k = strategy, k
+        self.compute_reward, self.compute_terminated = compute_reward, compute_terminated
+        self.data = _empty_storage((self.rows, num_envs), obs_space, action_space)
+        # positions in a sub-env's sequence of transitions (0 = its first ever), not rows
+        self.episode_start = np.zeros((self.rows, num_envs), np.int64)
+        self.episode_end = np.full((self.rows, num_envs), -1, np.int64)
+        self.written = np.zeros(num_envs, np.int64)  # transitions each sub-env has stored so far
+        self.running_start = np.zeros(num_envs, np.int64)  # where each sub-env's current episode began
+
+    def __len__(self) -> int:
+        return int(np.minimum(self.written, self.rows).sum())
+
+    def add_rollout(self, rollout: Rollout) -> None:
+        """Store the rollout's real transitions (reset steps left out), each sub-env in its column."""
+        ended = rollout.terminated | rollout.truncated
+        for env in range(self.num_envs):
+            steps = np.flatnonzero(rollout.valid[:, env])
+            if len(steps):
+                self._add_column(env, steps, rollout, ended[steps, env])
+
+    def _add_column(self, env: int, steps: np.ndarray, rollout: Rollout, ends: np.ndarray) -> None:
+        first = self.written[env]
+        position = first + np.arange(len(steps))
+        # an episode starts after every end; before the first end the running episode goes on
+        starts = np.maximum.accumulate(np.where(np.r_[False, ends[:-1]], position, self.running_start[env]))
+        # an episode ends at its first end at or after a transition; none yet: -1 (running)
+        next_end = np.minimum.accumulate(np.where(ends, position, np.iinfo(np.int64).max)[::-1])[::-1]
+        last = np.where(next_end == np.iinfo(np.int64).max, -1, next_end)
+        keep = slice(max(0, len(steps) - self.rows), None)  # a column holds its newest `rows` transitions
+        rows, kept = position[keep] % self.rows, steps[keep]
+        for field, values in (
+            ("obs", index_obs(rollout.obs, (kept, env))),
+            ("actions", rollout.actions[kept, env]),
+            ("rewards", rollout.rewards[kept, env]),
+            ("next_obs", index_obs(rollout.obs, (kept + 1, env))),
+            ("terminated", rollout.terminated[kept, env]),
+        ):
+            put_obs(getattr(self.data, field), (rows, env), values)
+        self.episode_start[rows, env] = starts[keep]
+        self.episode_end[rows, env] = last[keep]
+        self.written[env] += len(steps)
+        if ends.any():
+            # the episode that was running before this rollout ended in it: its stored transitions learn where
+            earlier = np.arange(max(self.running_start[env], self.written[env] - self.rows), first)
+            self.episode_end[earlier % self.rows, env] = position[ends][0]
+            self.running_start[env] = position[ends][-1] + 1
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Transitions:
+        """`batch_size` stored transitions drawn uniformly with replacement; the first
+        round(batch_size k / (k + 1)) of them relabelled with hindsight goals."""
+        stored = np.minimum(self.written, self.rows)
+        filled = np.cumsum(stored)
+        drawn = rng.integers(filled[-1], size=batch_size)
+        envs = np.searchsorted(filled, drawn, side="right")
+        rows = drawn - (filled - stored)[envs]
+        batch = _gather(self.data, (rows, envs))
+        relabelled = round(batch_size * self.k / (self.k + 1))
+        goals = self.hindsight_goals(rows[:relabelled], envs[:relabelled], rng)
+        self.relabel(batch, goals)
+        return batch
+
+    def hindsight_goals(self, rows: np.ndarray, envs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """For stored transitions (row, sub-env): the achieved goal after a transition the strategy picks."""
+        newest = self.written[envs] - 1
+        position = newest - (newest - rows) % self.rows
+        end = self.episode_end[rows, envs]
+        end = np.where(end < 0, newest, end)
+        if self.strategy == "final":
+            chosen = end
+        else:
+            oldest_stored = np.maximum(self.episode_start[rows, envs], self.written[envs] - self.rows)
+            chosen = rng.integers(position if self.strategy == "future" else oldest_stored, end + 1)
+        return self.data.next_obs["achieved_goal"][chosen % self.rows, envs]
+
+    def relabel(self, batch: Transitions, goals: np.ndarray) -> None:
+        """Make `goals` the desired goals of the batch's first len(goals) transitions, in place."""
+        n = len(goals)
+        batch.obs["desired_goal"][:n] = goals
+        batch.next_obs["desired_goal"][:n] = goals
+        achieved = batch.next_obs["achieved_goal"][:n]
+        batch.rewards[:n] = np.broadcast_to(self.compute_reward(achieved, goals, None), n)
+        batch.terminated[:n] = np.broadcast_to(self.compute_terminated(achieved, goals, None), n)
+
+    def state_dict(self) -> dict:
+        rows = int(min(self.written.max(), self.rows))
+        bookkeeping = {
+            "episode_start": torch.from_numpy(self.episode_start[:rows].copy()),
+            "episode_end": torch.from_numpy(self.episode_end[:rows].copy()),
+            "written": torch.from_numpy(self.written.copy()),
+            "running_start": torch.from_numpy(self.running_start.copy()),
+        }
+        return {**bookkeeping, **_saved(self.data, rows)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.written = state["written"].numpy().copy()
+        self.running_start = state["running_start"].numpy().copy()
+        rows = int(min(self.written.max(), self.rows))
+        self.episode_start[:rows] = state["episode_start"].numpy()
+        self.episode_end[:rows] = state["episode_end"].numpy()
+        _restore(self.data, state, rows)
+
+
+def has_goals(obs_space: gym.Space) -> bool:
+    """Whether observations of `obs_space` carry the goals hindsight relabelling substitutes."""
+    return isinstance(obs_space, gym.spaces.Dict) and all(key in obs_space.spaces for key in GOAL_KEYS)

@@ -3,30 +3,73 @@
 Arrays are time-major, shape [T, N]: step t of sub-env (column) n. Termination and truncation
 are kept apart: a terminal state has value 0, a time-limit cut is bootstrapped from V(s_T)
 when the caller has a value function (and from 0 otherwise).
+
+An observation batch is an array, or for a Dict observation space a dict of arrays by key, all
+with the same leading (batch) dimensions; `map_obs`, `index_obs`, `put_obs` and `batch_len` treat
+both alike (and torch tensors as numpy arrays). Where the env reports `info["is_success"]` (goal
+envs), the step that ends an episode says whether it succeeded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from rlrun.state import load_plain_state, plain_state
 
+Observations = np.ndarray | dict[str, np.ndarray]
+
+
+def map_obs(fn: Callable[..., np.ndarray], *obs: Observations) -> Observations:
+    """`fn` of observation batches: of the arrays themselves, or key by key for dicts."""
+    if isinstance(obs[0], dict):
+        return {key: fn(*(o[key] for o in obs)) for key in obs[0]}
+    return fn(*obs)
+
+
+def index_obs(obs: Observations, index: Any) -> Observations:
+    """obs[index], key by key for dicts."""
+    return map_obs(lambda x: x[index], obs)
+
+
+def put_obs(target: Observations, index: Any, value: Observations) -> None:
+    """target[index] = value, key by key for dicts."""
+    if isinstance(target, dict):
+        for key, array in target.items():
+            array[index] = value[key]
+    else:
+        target[index] = value
+
+
+def batch_len(obs: Observations) -> int:
+    """The size of an observation batch's first dimension."""
+    return len(next(iter(obs.values())) if isinstance(obs, dict) else obs)
+
+
+def reported_successes(info: dict, ended: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """From a vector env's step `info`: (which of the `ended` sub-envs reported `is_success`, its values)."""
+    if "is_success" not in info:
+        return np.zeros_like(ended), np.zeros_like(ended)
+    reported = ended & np.asarray(info.get("_is_success", np.ones_like(ended)), dtype=bool)
+    return reported, reported & np.asarray(info["is_success"]).astype(bool)
+
 
 @dataclass
 class Trajectories:
     """N trajectories sampled side by side, one per column, padded to the longest (T steps)."""
 
-    obs: np.ndarray  # [T, N, *obs_shape]
+    obs: Observations  # [T, N, *obs_shape]
     actions: np.ndarray  # [T, N, *action_shape]
     rewards: np.ndarray  # [T, N] float
     terminated: np.ndarray  # [T, N] bool, true at a trajectory's last step if it hit a terminal state
     truncated: np.ndarray  # [T, N] bool, true at a trajectory's last step if a time limit cut it
     valid: np.ndarray  # [T, N] bool, false on the padding after a trajectory's end
-    final_obs: np.ndarray  # [N, *obs_shape] observation after each trajectory's last step
+    final_obs: Observations  # [N, *obs_shape] observation after each trajectory's last step
+    successes: np.ndarray | None = None  # [N] bool, info["is_success"] at each last step; None if not all reported it
 
     @property
     def steps(self) -> int:
@@ -41,7 +84,7 @@ class Trajectories:
         return self.valid.sum(0)
 
 
-def sample_trajectories(env: gym.vector.VectorEnv, act: Callable[[np.ndarray], np.ndarray], seed: int) -> Trajectories:
+def sample_trajectories(env: gym.vector.VectorEnv, act: Callable[[Observations], np.ndarray], seed: int) -> Trajectories:
     """Run every sub-env of `env` for exactly one episode, all in parallel.
 
     A sub-env that has finished idles until the longest episode ends: its further steps are
@@ -50,22 +93,33 @@ def sample_trajectories(env: gym.vector.VectorEnv, act: Callable[[np.ndarray], n
     obs, _ = env.reset(seed=seed)
     n = env.num_envs
     running = np.ones(n, dtype=bool)
-    final_obs = np.empty_like(obs)
-    columns = {k: [] for k in ("obs", "actions", "rewards", "terminated", "truncated", "valid")}
+    final_obs = map_obs(np.empty_like, obs)
+    reported, successes = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    observations = []
+    columns = {k: [] for k in ("actions", "rewards", "terminated", "truncated", "valid")}
     while running.any():
         actions = act(obs)
-        next_obs, rewards, terminated, truncated, _ = env.step(actions)
-        for key, value in (("obs", obs), ("actions", actions), ("rewards", rewards), ("valid", running)):
+        next_obs, rewards, terminated, truncated, info = env.step(actions)
+        observations.append(obs)
+        for key, value in (("actions", actions), ("rewards", rewards), ("valid", running)):
             columns[key].append(value)
         columns["terminated"].append(terminated & running)
         columns["truncated"].append(truncated & running & ~terminated)
         ended = (terminated | truncated) & running
-        final_obs[ended] = next_obs[ended]
+        put_obs(final_obs, ended, index_obs(next_obs, ended))
+        now_reported, now_succeeded = reported_successes(info, ended)
+        reported |= now_reported
+        successes |= now_succeeded
         running = running & ~ended
         obs = next_obs
     stacked = {k: np.stack(v) for k, v in columns.items()}
     stacked["rewards"] = stacked["rewards"].astype(np.float32) * stacked["valid"]
-    return Trajectories(final_obs=final_obs, **stacked)
+    return Trajectories(
+        obs=map_obs(lambda *rows: np.stack(rows), *observations),
+        final_obs=final_obs,
+        successes=successes if reported.all() else None,
+        **stacked,
+    )
 
 
 def discounted_returns(
@@ -100,7 +154,7 @@ class Rollout:
     its `valid` is false, its reward 0, and it is no transition.
     """
 
-    obs: np.ndarray  # [T + 1, N, *obs_shape]
+    obs: Observations  # [T + 1, N, *obs_shape]
     actions: np.ndarray  # [T, N, *action_shape] as the policy sampled them (before clipping to bounds)
     rewards: np.ndarray  # [T, N] float32
     terminated: np.ndarray  # [T, N] bool: step t reached a terminal state
@@ -108,6 +162,7 @@ class Rollout:
     valid: np.ndarray  # [T, N] bool: false on reset steps
     episode_returns: np.ndarray  # returns of the episodes that ended during this rollout
     episode_lengths: np.ndarray  # their lengths
+    episode_successes: np.ndarray  # info["is_success"] at the end of those that reported it (bool)
 
     @property
     def steps(self) -> int:
@@ -131,19 +186,19 @@ class RolloutCollector:
     def load_state_dict(self, state: dict) -> None:
         load_plain_state(self, state)
 
-    def collect(self, sample: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], T: int) -> Rollout:
+    def collect(self, sample: Callable[[Observations], tuple[np.ndarray, np.ndarray]], T: int) -> Rollout:
         """`sample(obs)` returns (actions to store, actions for the env) for a batch of observations."""
         n = self.env.num_envs
-        obs = np.empty((T + 1, *self.obs.shape), dtype=self.obs.dtype)
+        obs = map_obs(lambda x: np.empty((T + 1, *x.shape), dtype=x.dtype), self.obs)
         rewards = np.zeros((T, n), dtype=np.float32)
         terminated, truncated, valid = (np.zeros((T, n), dtype=bool) for _ in range(3))
-        actions, finished_returns, finished_lengths = [], [], []
+        actions, finished_returns, finished_lengths, successes = [], [], [], []
         for t in range(T):
-            obs[t] = self.obs
+            put_obs(obs, t, self.obs)
             stored, for_env = sample(self.obs)
             actions.append(stored)
             valid[t] = ~self.resetting
-            self.obs, reward, term, trunc, _ = self.env.step(for_env)
+            self.obs, reward, term, trunc, info = self.env.step(for_env)
             rewards[t] = np.where(valid[t], reward, 0.0)
             terminated[t] = term & valid[t]
             truncated[t] = trunc & valid[t] & ~term
@@ -153,10 +208,12 @@ class RolloutCollector:
             if ended.any():
                 finished_returns.append(self.episode_return[ended])
                 finished_lengths.append(self.episode_length[ended])
+                reported, succeeded = reported_successes(info, ended)
+                successes.append(succeeded[reported])
                 self.episode_return[ended] = 0.0
                 self.episode_length[ended] = 0
             self.resetting = ended
-        obs[T] = self.obs
+        put_obs(obs, T, self.obs)
         empty = np.zeros(0)
         return Rollout(
             obs=obs,
@@ -167,6 +224,7 @@ class RolloutCollector:
             valid=valid,
             episode_returns=np.concatenate(finished_returns) if finished_returns else empty,
             episode_lengths=np.concatenate(finished_lengths) if finished_lengths else empty,
+            episode_successes=np.concatenate(successes) if successes else np.zeros(0, dtype=bool),
         )
 
 

@@ -1,4 +1,5 @@
-"""Networks: MLPs, categorical and Gaussian policies, value functions."""
+"""Networks: MLPs, categorical and Gaussian policies, value functions, and the encoder that turns
+an observation batch (an array, or a dict of arrays for a Dict space) into the flat vectors they take."""
 
 from __future__ import annotations
 
@@ -64,17 +65,35 @@ class DiagonalGaussian:
 Distribution = Categorical | DiagonalGaussian
 
 
+Observations = torch.Tensor | dict[str, torch.Tensor]
+
+
+def as_tensors(obs, device: torch.device | str | None = None) -> Observations:
+    """An observation batch (numpy array, or dict of arrays for a Dict space) as torch tensors on `device`."""
+    if isinstance(obs, dict):
+        return {key: torch.as_tensor(value, device=device) for key, value in obs.items()}
+    return torch.as_tensor(obs, device=device)
+
+
 class ObsEncoder(nn.Module):
-    """Observations as flat float vectors; Discrete observations become one-hot."""
+    """Observations as flat float vectors; Discrete observations become one-hot, and a Dict
+    observation is the concatenation of its keys' encodings in the space's key order."""
 
     def __init__(self, space: gym.Space):
         super().__init__()
+        self.parts = None
+        if isinstance(space, gym.spaces.Dict):
+            self.parts = nn.ModuleDict({key: ObsEncoder(sub) for key, sub in space.spaces.items()})
+            self.dim = sum(part.dim for part in self.parts.values())
+            return
         self.n = int(space.n) if isinstance(space, gym.spaces.Discrete) else None
         self.obs_dims = len(space.shape)
         self.dim = self.n if self.n is not None else int(np.prod(space.shape))
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """[*batch, *obs_shape] -> [*batch, dim], for any number of batch dimensions."""
+    def forward(self, obs: Observations) -> torch.Tensor:
+        """[*batch, *obs_shape] (or a dict of such, by key) -> [*batch, dim], for any number of batch dimensions."""
+        if self.parts is not None:
+            return torch.cat([part(obs[key]) for key, part in self.parts.items()], -1)
         if self.n is not None:
             return nn.functional.one_hot(obs.long(), self.n).float()
         if self.obs_dims > 1:
@@ -95,11 +114,11 @@ class Policy(nn.Module):
         if not self.discrete:
             self.log_std = nn.Parameter(torch.full((out,), float(log_std_init)))
 
-    def distribution(self, obs: torch.Tensor) -> Distribution:
+    def distribution(self, obs: Observations) -> Distribution:
         out = self.body(self.encode(obs))
         return Categorical(out) if self.discrete else DiagonalGaussian(out, self.log_std)
 
-    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+    def deterministic(self, obs: Observations) -> torch.Tensor:
         """The argmax action (discrete) or the mean action (continuous)."""
         out = self.body(self.encode(obs))
         return out.argmax(-1) if self.discrete else out
@@ -113,7 +132,7 @@ class ValueFunction(nn.Module):
         self.encode = ObsEncoder(obs_space)
         self.body = mlp(self.encode.dim, hidden_sizes, 1, activation)
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+    def forward(self, obs: Observations) -> torch.Tensor:
         return self.body(self.encode(obs)).squeeze(-1)
 
 
@@ -156,20 +175,20 @@ class ActorCritic(nn.Module):
     def _distribution(self, out: torch.Tensor) -> Distribution:
         return Categorical(out) if self.discrete else DiagonalGaussian(out, self.log_std)
 
-    def forward(self, obs: torch.Tensor) -> tuple[Distribution, torch.Tensor]:
+    def forward(self, obs: Observations) -> tuple[Distribution, torch.Tensor]:
         """(pi(.|s), V(s)) for a batch of observations of any batch shape."""
         x = self.encode(obs)
         actor_features = self.actor_body(x)
         critic_features = actor_features if self.shared else self.critic_body(x)
         return self._distribution(self.actor_head(actor_features)), self.critic_head(critic_features).squeeze(-1)
 
-    def distribution(self, obs: torch.Tensor) -> Distribution:
+    def distribution(self, obs: Observations) -> Distribution:
         return self._distribution(self.actor_head(self.actor_body(self.encode(obs))))
 
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
+    def value(self, obs: Observations) -> torch.Tensor:
         return self.critic_head(self.critic_body(self.encode(obs))).squeeze(-1)
 
-    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+    def deterministic(self, obs: Observations) -> torch.Tensor:
         """The argmax action (discrete) or the mean action (continuous)."""
         out = self.actor_head(self.actor_body(self.encode(obs)))
         return out.argmax(-1) if self.discrete else out
@@ -196,7 +215,7 @@ class QNetwork(nn.Module):
         self.encode = ObsEncoder(obs_space)
         self.body = mlp(self.encode.dim, hidden_sizes, n_actions, activation)
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+    def forward(self, obs: Observations) -> torch.Tensor:
         """[*batch, *obs_shape] -> [*batch, n_actions]."""
         return self.body(self.encode(obs))
 
@@ -218,7 +237,7 @@ class StateActionQ(nn.Module):
         self.activation = ACTIVATIONS[activation]()
         self.n = n
 
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def forward(self, obs: Observations, actions: torch.Tensor) -> torch.Tensor:
         """obs [*batch, *obs_shape] and flat actions [*batch, action_dim] -> [n, *batch]."""
         x = torch.cat([self.encode(obs), actions], -1)
         batch_shape = x.shape[:-1]

@@ -30,8 +30,13 @@ def set_global_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _is_plain_array(value: Any) -> bool:
+    return isinstance(value, np.ndarray) and value.dtype.kind in "biuf"
+
+
 def plain_state(obj: Any) -> dict:
-    """The numbers, arrays and random generators of `obj` and of the envs and spaces it holds.
+    """The numbers, arrays (also dicts of arrays: Dict observations) and random generators of `obj`
+    and of the envs and spaces it holds.
 
     For envs that carry episodes across iterations: positions, time-limit counters, autoreset flags
     and generators, as data `safe_load` accepts, so a resumed run steps on from the same states.
@@ -43,6 +48,8 @@ def plain_state(obj: Any) -> dict:
             state[key] = ("generator", value.bit_generator.state)
         elif isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in "biuf":
             state[key] = ("array" if isinstance(value, np.ndarray) else "scalar", torch.from_numpy(np.array(value)))
+        elif isinstance(value, dict) and value and all(_is_plain_array(v) for v in value.values()):
+            state[key] = ("arrays", {k: torch.from_numpy(v.copy()) for k, v in value.items()})
         elif value is None or isinstance(value, (bool, int, float, str)):
             state[key] = ("value", value)
         elif isinstance(value, (gym.Env, gym.vector.VectorEnv, gym.Space)):
@@ -62,6 +69,8 @@ def load_plain_state(obj: Any, state: dict) -> None:
         elif kind in ("array", "scalar"):
             array = value.cpu().numpy().copy()
             setattr(obj, key, array if kind == "array" else array[()])
+        elif kind == "arrays":
+            setattr(obj, key, {k: v.cpu().numpy().copy() for k, v in value.items()})
         elif kind == "value":
             setattr(obj, key, value)
         elif kind == "object":

@@ -7,6 +7,10 @@
 
 Offline (`dataset` given to the constructor), step 1 is skipped; the buffer is the dataset and the
 run's x-axis counts gradient steps.
+
+Goal-conditioned (`her.strategy` set, a goal env): the buffer relabels part of every minibatch with
+goals achieved later in the same episode (hindsight experience replay, rlrun.buffers), so the
+Q-function learns to reach the goals it did reach.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ import copy
 import numpy as np
 import torch
 
+from rlrun import envs
 from rlrun.algos.base import Algorithm, Context, plain
-from rlrun.buffers import ReplayBuffer, Transitions, from_rollout
-from rlrun.data import RolloutCollector
+from rlrun.buffers import HindsightReplayBuffer, ReplayBuffer, Transitions, has_goals
+from rlrun.config import ConfigError
+from rlrun.data import Observations, RolloutCollector
+from rlrun.nets import as_tensors
 
 
 def polyak(target: torch.nn.Module, source: torch.nn.Module, tau: float) -> None:
@@ -45,14 +52,33 @@ class FittedQ(Algorithm):
             self.buffer.add(dataset)
             self.collector = None
         else:
-            self.buffer = ReplayBuffer(cfg.buffer_size, obs_space, action_space)
+            self.buffer = self.replay_buffer(ctx)
             self.collector = RolloutCollector(ctx.make_vec_env(cfg.num_envs), seed=ctx.seed)
 
-    def tensor(self, x: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(x, device=self.device)
+    def replay_buffer(self, ctx: Context) -> ReplayBuffer | HindsightReplayBuffer:
+        """The online buffer: with hindsight relabelling when `her.strategy` is set (a goal env's)."""
+        cfg, (obs_space, action_space) = self.cfg, ctx.spaces
+        strategy = cfg.her["strategy"]
+        if strategy is None:
+            return ReplayBuffer(cfg.buffer_size, obs_space, action_space)
+        env = ctx.make_env().unwrapped
+        if not (has_goals(obs_space) and hasattr(env, "compute_reward") and hasattr(env, "compute_terminated")):
+            raise ConfigError(
+                "algo.her.strategy",
+                strategy,
+                f"null for {ctx.env_cfg.name} ({envs.describe_space(obs_space)} observations): relabelling needs "
+                "a goal env (Dict observations with achieved_goal and desired_goal, compute_reward, compute_terminated)",
+            )
+        return HindsightReplayBuffer(
+            cfg.buffer_size, obs_space, action_space, cfg.num_envs, strategy, cfg.her["k"],
+            env.compute_reward, env.compute_terminated,
+        )
+
+    def tensor(self, x: Observations) -> torch.Tensor | dict[str, torch.Tensor]:
+        return as_tensors(x, self.device)
 
     @abc.abstractmethod
-    def collection_actions(self, obs: np.ndarray, step: int) -> np.ndarray:
+    def collection_actions(self, obs: Observations, step: int) -> np.ndarray:
         """The actions of the collection policy for a batch of observations, `step` env steps into the run."""
 
     @abc.abstractmethod
@@ -76,11 +102,13 @@ class FittedQ(Algorithm):
                 return chosen, chosen
 
             rollout = self.collector.collect(actions, T=cfg.N // cfg.num_envs)
-            self.buffer.add(from_rollout(rollout))
+            self.buffer.add_rollout(rollout)
             steps = rollout.steps
             if len(rollout.episode_returns):
                 metrics["charts/episodic_return"] = float(rollout.episode_returns.mean())
                 metrics["charts/episodic_length"] = float(rollout.episode_lengths.mean())
+            if len(rollout.episode_successes):
+                metrics["charts/success_rate"] = float(rollout.episode_successes.mean())
             if len(self.buffer) < cfg.learning_starts:
                 return steps, metrics
 

@@ -24,6 +24,7 @@ from rlrun.algos.base import Context
 from rlrun.algos.fitted_q import FittedQ
 from rlrun.buffers import Transitions
 from rlrun.config import ConfigError
+from rlrun.data import Observations, batch_len
 from rlrun.nets import QNetwork, adam
 
 
@@ -60,7 +61,7 @@ class FittedQIteration(FittedQ):
         super().__init__(cfg, ctx, q, lambda params: adam(params, cfg.lr), dataset)
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray) -> np.ndarray:
+    def act(self, obs: Observations) -> np.ndarray:
         return self.q(self.tensor(obs)).argmax(-1).cpu().numpy()
 
     def epsilon(self, step: int) -> float:
@@ -72,12 +73,12 @@ class FittedQIteration(FittedQ):
     def collection_metrics(self, step: int) -> dict[str, float]:
         return {"charts/epsilon": self.epsilon(step)}
 
-    def collection_actions(self, obs: np.ndarray, step: int) -> np.ndarray:
+    def collection_actions(self, obs: Observations, step: int) -> np.ndarray:
         """Epsilon-greedy on the current Q (epsilon = 1 is the random policy)."""
         epsilon = self.epsilon(step)
-        random = self.rng.integers(self.n_actions, size=len(obs))
+        random = self.rng.integers(self.n_actions, size=batch_len(obs))
         if epsilon < 1:
-            explore = self.rng.random(len(obs)) < epsilon
+            explore = self.rng.random(batch_len(obs)) < epsilon
             random = np.where(explore, random, self.act(obs))
         return random
 

@@ -18,6 +18,7 @@ from rlrun import cem
 from rlrun.algos.base import Context
 from rlrun.algos.fitted_q import FittedQ
 from rlrun.buffers import Transitions
+from rlrun.data import Observations, batch_len, map_obs
 from rlrun.nets import StateActionQ, adam
 
 
@@ -32,29 +33,29 @@ class QTOpt(FittedQ):
         self.train_generator = torch.Generator(self.device).manual_seed(ctx.seed)
         self.eval_generator = torch.Generator(self.device).manual_seed(ctx.seed + 1)
 
-    def greedy(self, q: StateActionQ, obs: torch.Tensor, generator: torch.Generator) -> cem.CEMResult:
-        """CEM's argmax_a min_j Q_j(s, a) for each state of the batch."""
+    def greedy(self, q: StateActionQ, obs, generator: torch.Generator) -> cem.CEMResult:
+        """CEM's argmax_a min_j Q_j(s, a) for each state of the batch (a tensor, or a dict of them)."""
         cfg = self.cfg
 
         def value(actions: torch.Tensor) -> torch.Tensor:
-            states = obs.unsqueeze(1).expand(-1, actions.shape[1], *obs.shape[1:])
+            states = map_obs(lambda x: x.unsqueeze(1).expand(-1, actions.shape[1], *x.shape[1:]), obs)
             return q(states, actions).min(0).values
 
         return cem.maximize(
-            value, len(obs), self.low, self.high,
+            value, batch_len(obs), self.low, self.high,
             cfg.cem_iterations, cfg.cem_samples, cfg.cem_elites, cfg.cem_init_std, generator,
         )
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray) -> np.ndarray:
+    def act(self, obs: Observations) -> np.ndarray:
         return self.greedy(self.q, self.tensor(obs), self.eval_generator).actions.cpu().numpy()
 
     @torch.inference_mode()
-    def collection_actions(self, obs: np.ndarray, step: int) -> np.ndarray:
+    def collection_actions(self, obs: Observations, step: int) -> np.ndarray:
         """Uniform actions before learning starts; then the CEM action plus Gaussian noise."""
         low, high = self.low.cpu().numpy(), self.high.cpu().numpy()
         if step < self.cfg.learning_starts:
-            actions = self.rng.uniform(low, high, size=(len(obs), *low.shape))
+            actions = self.rng.uniform(low, high, size=(batch_len(obs), *low.shape))
         else:
             actions = self.greedy(self.q, self.tensor(obs), self.train_generator).actions.cpu().numpy()
             actions += self.rng.normal(size=actions.shape) * self.cfg.exploration_noise * (high - low) / 2

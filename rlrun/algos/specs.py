@@ -42,6 +42,9 @@ ON_POLICY_RULES = {
     "log_std_init": number(-20, 2),
 }
 
+# algo.her: hindsight relabelling of goal envs' transitions (rlrun.buffers.HindsightReplayBuffer).
+HER_RULES = {"strategy": optional(choice("future", "final", "episode")), "k": integer(1)}
+
 # The keys fqi and qtopt share: the fitted Q-iteration box and its replay buffer.
 FITTED_Q_RULES = {
     "N": integer(1),
@@ -55,6 +58,7 @@ FITTED_Q_RULES = {
     "lr": number(0, low_open=True),
     "target_update": choice("iteration", "polyak"),
     "tau": number(0, 1, low_open=True),
+    "her": Rule(lambda v: isinstance(v, DictConfig) and set(v) == set(HER_RULES), "a mapping {strategy: ..., k: ...}"),
     **SHARED_NET_RULES,
 }
 
@@ -80,8 +84,16 @@ def _check_n_fills_envs(cfg: DictConfig) -> None:
         raise ConfigError("algo.N", cfg.N, f"a multiple of algo.num_envs ({cfg.num_envs})")
 
 
+def _check_her(cfg: DictConfig) -> None:
+    for key, rule in HER_RULES.items():
+        rule(f"algo.her.{key}", cfg.her[key])
+
+
 def _check_fqi(cfg: DictConfig) -> None:
+    _check_her(cfg)
     if cfg.dataset is not None:  # offline: N, num_envs and the collection keys are not used
+        if cfg.her.strategy is not None:
+            raise ConfigError("algo.her.strategy", cfg.her.strategy, "null with algo.dataset (a dataset is not relabelled)")
         return
     if cfg.N < cfg.batch_size:
         raise ConfigError("algo.N", cfg.N, f">= algo.batch_size ({cfg.batch_size}): each iteration's data fills a batch")
@@ -89,9 +101,20 @@ def _check_fqi(cfg: DictConfig) -> None:
 
 
 def _check_qtopt(cfg: DictConfig) -> None:
+    _check_her(cfg)
     if cfg.cem_elites > cfg.cem_samples:
         raise ConfigError("algo.cem_elites", cfg.cem_elites, f"<= algo.cem_samples ({cfg.cem_samples})")
     _check_n_fills_envs(cfg)
+
+
+# The keys bc and dagger share: maximum likelihood on labelled states (rlrun.algos.imitation).
+IMITATION_RULES = {
+    "S": integer(1),
+    "batch_size": integer(1),
+    "lr": number(0, low_open=True),
+    **SHARED_NET_RULES,
+    "log_std_init": number(-20, 2),
+}
 
 
 @dataclass(frozen=True)
@@ -174,6 +197,23 @@ SPECS: dict[str, AlgoSpec] = {
     "policy_iteration": AlgoSpec(
         "rlrun.algos.dynamic_programming:PolicyIteration",
         {**DP_RULES, "evaluation": choice("exact", "iterative")},
+    ),
+    "bc": AlgoSpec(
+        "rlrun.algos.bc:BehaviourCloning",
+        {"dataset": optional(text()), "filter_top": number(0, 1, low_open=True), **IMITATION_RULES},
+        (gym.spaces.Discrete, gym.spaces.Box),
+    ),
+    "dagger": AlgoSpec(
+        "rlrun.algos.dagger:DAgger",
+        {
+            "expert": optional(text()),
+            "expert_model": choice("final", "best"),
+            "N": integer(1),
+            "num_envs": integer(1),
+            **IMITATION_RULES,
+        },
+        (gym.spaces.Discrete, gym.spaces.Box),
+        check=_check_n_fills_envs,
     ),
 }
 
