@@ -17,7 +17,7 @@ PACKAGE = Path(rlrun.__file__).parent
 
 # Lowest first; a module may import its own layer or any layer below it.
 LAYERS = [
-    ("primitives", {"rlrun.config", "rlrun.state", "rlrun.nets", "rlrun.cem", "rlrun.logger", "rlrun.lock"}),
+    ("primitives", {"rlrun.config", "rlrun.stops", "rlrun.quiet", "rlrun.state", "rlrun.nets", "rlrun.cem", "rlrun.logger", "rlrun.lock"}),
     ("env and data", {"rlrun.envs", "rlrun.tasks", "rlrun.gym_envs", "rlrun.data", "rlrun.buffers", "rlrun.datasets"}),
     ("algorithms", {"rlrun.algos"}),
     ("assembly", {"rlrun.build", "rlrun.checkpoint", "rlrun.evaluation"}),
@@ -26,7 +26,7 @@ LAYERS = [
 ]
 # What algorithms share; any other algorithm module is one algorithm, which imports no other.
 SHARED_ALGO_MODULES = {"rlrun.algos", "rlrun.algos.specs", "rlrun.algos.base", "rlrun.algos.on_policy",
-                       "rlrun.algos.fitted_q"}
+                       "rlrun.algos.fitted_q", "rlrun.algos.imitation"}
 
 
 def module_name(path: Path) -> str:
