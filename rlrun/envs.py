@@ -12,10 +12,13 @@ task at every reset from a generator of the run's seed and the slot's index.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.util
 import inspect
+import io
+import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import gymnasium as gym
@@ -76,6 +79,7 @@ def env_id(env_cfg: DictConfig) -> str:
     allow_import = OmegaConf.select(env_cfg, "allow_import", default=False)
     _ALLOW_IMPORT("env.allow_import", allow_import)
     if ":" not in name:
+        _register_optional_envs(name)
         return name
     if not allow_import:
         raise ConfigError(
@@ -92,6 +96,31 @@ def env_id(env_cfg: DictConfig) -> str:
     return plain
 
 
+# Installed env packages that register their ids only when imported, and rlrun's extra for each; imported
+# here only for an id gymnasium does not know yet. These are packages the user installed, not a
+# module named by a config value, so no env.allow_import is needed.
+OPTIONAL_ENV_PACKAGES = {"gymnasium_robotics": "robotics"}  # FetchReach-v4, PointMaze_UMaze-v3, ...
+
+
+def _register_optional_envs(name: str) -> None:
+    if name in gym.registry:
+        return
+    os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo renders offscreen without a display (eval videos)
+    for module in OPTIONAL_ENV_PACKAGES:
+        try:
+            # gymnasium_robotics prints a notice about its Adroit envs' versions on import
+            with contextlib.redirect_stderr(io.StringIO()):
+                package = importlib.import_module(module)
+        except ImportError:
+            continue
+        gym.register_envs(package)
+
+
+def _extras_hint() -> str:
+    missing = [extra for module, extra in OPTIONAL_ENV_PACKAGES.items() if importlib.util.find_spec(module) is None]
+    return "".join(f'; more ids come with pip install "rlrun[{extra}]"' for extra in missing)
+
+
 # rlrun's extra per gymnasium env family: gymnasium's own hint asks for swig, but its box2d wheels need none.
 ENV_EXTRAS = {"gymnasium.envs.box2d": "box2d"}
 
@@ -105,7 +134,7 @@ def _dependency_hint(name: str, err: Exception) -> str:
     return f'pip install "rlrun[{extra}]", or pip install -e ".[{extra}]" in a checkout; no swig needed'
 
 
-@contextmanager
+@contextlib.contextmanager
 def _gym_errors(name: str) -> Iterator[None]:
     """Turn gymnasium's errors about ids, dependencies and kwargs into one ConfigError line."""
     try:
@@ -113,7 +142,7 @@ def _gym_errors(name: str) -> Iterator[None]:
     except (gym.error.DependencyNotInstalled, ImportError) as err:
         raise ConfigError("env.id", name, f"an env whose dependencies are installed ({_dependency_hint(name, err)})") from None
     except gym.error.Error as err:
-        raise ConfigError("env.id", name, f"a registered gymnasium id ({_first_line(err)})") from None
+        raise ConfigError("env.id", name, f"a registered gymnasium id ({_first_line(err)}){_extras_hint()}") from None
     except TypeError as err:
         raise ConfigError("env", name, f"keyword arguments that {name} accepts ({_first_line(err)})") from None
 

@@ -242,3 +242,16 @@ def test_bad_her_settings_are_one_config_error(overrides, line):
     with pytest.raises(ConfigError) as err:
         build(make_config("algo=fqi", "env=bitflip", *overrides))
     assert str(err.value).startswith(line) and "\n" not in str(err.value)
+
+
+def test_a_gymnasium_robotics_goal_env_trains_with_her_through_the_robotics_extra(tmp_path):
+    """FetchReach (MuJoCo) registers when rlrun first needs its id; its Dict observations, float64
+    goals and is_success flow through qtopt with HER to eval/success_rate."""
+    pytest.importorskip("gymnasium_robotics", reason="the robotics extra is not installed")
+    cfg = make_config("algo=qtopt", "env=fetch_reach", "algo.her.strategy=future", "algo.N=50", "algo.num_envs=1",
+                      "algo.batch_size=16", "algo.learning_starts=0", "algo.K=1", "algo.S=1", "total_timesteps=50",
+                      "eval.every=50", "eval.episodes=1", "checkpoint.every=0", "log.progress=none")
+    runner.train(cfg, tmp_path)
+    summary = json.loads((tmp_path / runner.SUMMARY_FILE).read_text())
+    assert summary["steps"] >= 50 and summary["success_rate"] in (0.0, 1.0)
+    assert summary["eval_return_mean"] <= 0  # -1 per step away from the goal, 0 on it
