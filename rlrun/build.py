@@ -1,7 +1,8 @@
 """From a composed config to a ready algorithm: validate, seed, pick the device, build.
 
 Validation that needs no torch (`rlrun.algos.specs.validate`, the task distribution, then the env
-with its tasks and spaces) runs first, so a bad value is refused before any network exists.
+with its tasks and spaces, then the memory the config asks for) runs first, so a bad value is
+refused before any network or buffer exists.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from rlrun import envs, tasks
+from rlrun import envs, memory, tasks
 from rlrun.algos import specs
 from rlrun.algos.base import Algorithm, Context
 from rlrun.config import ConfigError
@@ -57,6 +58,7 @@ def build(cfg: DictConfig, load_policy: Callable[[str, str], Callable] | None = 
     spaces = envs.check_env(
         cfg.env, lambda obs_space, action_space: specs.check_spaces(cfg, obs_space, action_space), task_cfg
     )
+    memory.check(memory.run_needs(cfg, spaces))
     ctx = Context(env_cfg=cfg.env, seed=cfg.seed, device=device, spaces=spaces, task_cfg=task_cfg, load_policy=load_policy)
     seed_everything(cfg.seed)
     torch.set_num_threads(cfg.threads)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import pickle
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from rlrun.build import build
+from rlrun.build import build, pick_device
 from rlrun.config import ConfigError
 from rlrun.state import global_rng_state
 
@@ -32,11 +33,20 @@ MUTABLE_TEXT = "total_timesteps, eval.*, log.*, checkpoint.*, device and threads
 
 
 def atomic_save(obj: Any, path: Path) -> None:
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """`write(f)` into `path` through a temporary file, flushed and renamed into place."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write (a full disk) gives its space back; the previous file stays
+        raise
     os.replace(tmp, path)
     # the rename itself survives a power cut only once the folder is flushed too
     folder = os.open(path.parent, os.O_RDONLY)
@@ -57,7 +67,8 @@ def safe_load(path: Path, device: str | torch.device = "cpu") -> Any:
         reason = next((line for line in lines if "nsupported" in line), lines[-1] if lines else "")
         raise ConfigError("checkpoint", str(path), f"a file of tensors and plain data; refused to load it ({reason})")
     except (RuntimeError, EOFError, OSError) as err:
-        raise ConfigError("checkpoint", str(path), f"a readable rlrun checkpoint ({str(err).splitlines()[0]})")
+        lines = str(err).splitlines() or ["the file is empty or cut short"]  # an EOFError has no message
+        raise ConfigError("checkpoint", str(path), f"a readable rlrun checkpoint ({lines[0]})") from None
 
 
 def save_model(path: Path, networks: dict[str, torch.nn.Module], config: dict, step: int) -> Path:
@@ -140,7 +151,7 @@ def stored_config(run_dir: Path, hydra_config: bytes | None) -> DictConfig:
     found = sorted(run_dir.rglob(f"{CHECKPOINT_DIR}/step_*.pt"))
     if not found:
         raise ConfigError("resume", str(run_dir), f"a run folder rlrun made (with .hydra/config.yaml or {CHECKPOINT_DIR}/)")
-    return OmegaConf.create(safe_load(found[-1])["config"])
+    return OmegaConf.create(_load_rlrun_file(found[-1], "cpu", "algo", "a checkpoint")["config"])
 
 
 def continued_config(cfg: DictConfig, stored: DictConfig, given: list[str], run_dir: Path) -> DictConfig:
@@ -182,7 +193,9 @@ def load_for_eval(path: str | Path, which: str = "final", device: str = "cpu"):
     """(deterministic policy, config, step, file) of a run directory, a checkpoint or a model file.
 
     A run directory gives its newest checkpoint (`which="final"`) or its `best_model.pt` (`"best"`).
+    `device` is a run's `device` value: cpu, cuda or auto.
     """
+    device = str(pick_device(device))  # torch.load's map_location knows no "auto"
     path = Path(path)
     if path.is_dir() and which == "best":
         path = path / BEST_MODEL_FILE

@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from rlrun.config import ConfigError, config_dir
-from rlrun.datasets import collect, concatenate, save
+from rlrun import memory
+from rlrun.config import MAX_TRANSITIONS, ConfigError, config_dir
+from rlrun.datasets import MINARI_PREFIX, collect, concatenate, save
 
 RANDOM = "random"
+AMOUNT = f"an integer in [1, {MAX_TRANSITIONS}]"  # episodes or transitions per source
 SOURCE_SEED_STRIDE = 1000  # source k resets its envs from seed + 1000 k: no two sources share a start state
 
 
@@ -62,8 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="env choice and keys, as for rlrun: env=acrobot (random policy)")
     args = parser.parse_args(argv)
     try:
+        check_out(args.out)
         data, returns, env_cfg = _collect_from_args(args)
-        save(args.out, data, env_cfg)
+        save_to(args.out, data, env_cfg)
     except ConfigError as err:
         print(f"rlrun-collect: error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -78,6 +82,27 @@ def _shown(returns: np.ndarray) -> str:
     if not len(returns):
         return "no whole episode"
     return f"mean return {returns.mean():.1f} ± {returns.std():.1f} over {len(returns)} whole episodes"
+
+
+def save_to(out: str, data: dict, env_cfg: DictConfig) -> None:
+    """Write the dataset; a full disk (or a folder gone since `check_out`) is one line, and the
+    half-written file is already removed (rlrun.datasets writes through a temporary name)."""
+    try:
+        save(out, data, env_cfg)
+    except OSError as err:
+        raise ConfigError("--out", out, f"a path rlrun-collect can write the dataset to ({err.strerror})") from None
+
+
+def check_out(out: str) -> None:
+    """--out's folder must exist and take files: found out before collecting, not after."""
+    if out.startswith(MINARI_PREFIX):  # Minari keeps its datasets in its own folder
+        return
+    if Path(out).is_dir():
+        raise ConfigError("--out", out, "a file path for the .npz dataset (this is a folder)")
+    try:
+        tempfile.TemporaryFile(dir=Path(out).parent).close()
+    except OSError as err:
+        raise ConfigError("--out", out, f"a path in an existing folder rlrun-collect can write to ({err.strerror})") from None
 
 
 def per_source(key: str, text: str, sources: int, parse, allowed: str, ok) -> list:
@@ -98,9 +123,9 @@ def sources_from_args(args) -> list[Source]:
     n = len(policies)
     epsilons = per_source("--epsilon", args.epsilon, n, float, "a number in [0, 1]", lambda e: 0 <= e <= 1)
     if args.episodes is not None:
-        episodes = per_source("--episodes", args.episodes, n, int, "an integer >= 1", lambda v: v >= 1)
+        episodes = per_source("--episodes", args.episodes, n, int, AMOUNT, lambda v: 1 <= v <= MAX_TRANSITIONS)
         return [Source(p, e, None, eps) for p, e, eps in zip(policies, episodes, epsilons)]
-    transitions = per_source("--transitions", args.transitions or "50000", n, int, "an integer >= 1", lambda v: v >= 1)
+    transitions = per_source("--transitions", args.transitions or "50000", n, int, AMOUNT, lambda v: 1 <= v <= MAX_TRANSITIONS)
     return [Source(p, None, t, eps) for p, t, eps in zip(policies, transitions, epsilons)]
 
 
@@ -117,6 +142,7 @@ def _collect_from_args(args) -> tuple[dict, list[np.ndarray], DictConfig]:
                 )
             policies[source.policy] = load_for_eval(Path(source.policy) / MODEL_FILE)[:2]  # the networks' own config
     env_cfg = _env_of(args.overrides, policies)
+    check_memory(args.transitions, sources, env_cfg)
     parts, returns = [], []
     for k, source in enumerate(sources):
         act = None if source.policy == RANDOM else policies[source.policy][0]
@@ -127,6 +153,14 @@ def _collect_from_args(args) -> tuple[dict, list[np.ndarray], DictConfig]:
         parts.append(data)
         returns.append(source_returns)
     return concatenate(parts), returns, env_cfg
+
+
+def check_memory(text: str | None, sources: list[Source], env_cfg: DictConfig) -> None:
+    """The transitions asked for, held twice while they are put together, must fit in memory."""
+    planned = sum(source.transitions or 0 for source in sources)
+    if planned:
+        size = 2 * planned * memory.transition_bytes(*memory.env_spaces(env_cfg))
+        memory.check([memory.Need("--transitions", text or "50000", size, f"{planned} transitions, twice over")])
 
 
 def _env_of(overrides: list[str], policies: dict) -> DictConfig:

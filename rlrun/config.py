@@ -105,23 +105,31 @@ def text() -> Rule:
 
 
 def layers() -> Rule:
-    """Hidden layer widths: a list of positive ints."""
+    """Hidden layer widths: a list of positive ints, none wider than MAX_LAYER_WIDTH."""
     return Rule(
-        lambda v: isinstance(v, (list, ListConfig)) and all(_is_int(w) and w >= 1 for w in v),
-        "a list of positive integers, e.g. [64,64]",
+        lambda v: isinstance(v, (list, ListConfig)) and all(_is_int(w) and 1 <= w <= MAX_LAYER_WIDTH for w in v),
+        f"a list of integers in [1, {MAX_LAYER_WIDTH}], e.g. [64,64]",
     )
 
 
+# Upper bounds of values whose cost grows with them; far above any sensible setting, they turn a typo
+# such as 10**9 into one line instead of a memory error. What fits between them and the machine's
+# memory is estimated once the env's spaces are known (rlrun.memory).
+MAX_SEED = 2**32 - 1  # numpy's global seed is 32 bits
+MAX_SIDE_BY_SIDE = 100_000  # envs stepped side by side: eval.episodes, reinforce's N
+MAX_TRANSITIONS = 10**9  # transitions a buffer, an iteration's collection or a dataset holds
+MAX_LAYER_WIDTH = 65_536  # units of one hidden layer
+
 # Top-level keys. `env` is checked by building it (rlrun.envs); `algo` by its module's RULES.
 RULES: dict[str, Rule] = {
-    "seed": integer(0),
-    "seeds": integer(1),
+    "seed": integer(0, MAX_SEED),
+    "seeds": integer(1, 10_000),
     "device": choice("auto", "cpu", "cuda"),
     "threads": integer(1),
     "total_timesteps": integer(1),
     "resume": optional(text()),
     "eval.every": integer(0),
-    "eval.episodes": integer(1),
+    "eval.episodes": integer(1, MAX_SIDE_BY_SIDE),
     "eval.stop_at": optional(Rule(_is_number, "a number")),
     "eval.video": flag(),
     "eval.video_every": integer(0),

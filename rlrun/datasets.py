@@ -22,6 +22,7 @@ format) wherever a path is taken; it is read and written as the same arrays.
 
 from __future__ import annotations
 
+import os
 import zipfile
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -46,7 +47,22 @@ def save(path: str | Path, data: dict[str, np.ndarray], env_cfg: DictConfig | No
     if str(path).startswith(MINARI_PREFIX):
         _save_minari(str(path).removeprefix(MINARI_PREFIX), data, env_cfg)
     else:
-        np.savez_compressed(path, **{k: data[k] for k in FIELDS if k in data})
+        _save_npz(Path(path), {k: data[k] for k in FIELDS if k in data})
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Through a temporary name, so a failed write (a full disk) leaves no file that looks like a
+    dataset; `.npz` is added to a name without it, as numpy does."""
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
 
 
 def load(path: str | Path, obs_space: gym.Space, action_space: gym.Space, key: str = "algo.dataset") -> dict:
@@ -70,7 +86,10 @@ def _load_npz(path: Path, bad: Callable[[str], ConfigError]) -> dict:
     if not path.is_file():
         raise bad("an existing .npz dataset file (no file there)")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # np.load reads a .npy by its content, whatever its name
+            raise bad("an .npz file of named arrays (this is a single .npy array; write it with numpy.savez)")
+        with loaded as npz:
             missing = [k for k in REQUIRED_FIELDS if k not in npz.files]
             if missing:
                 raise bad(f"a dataset with the arrays {', '.join(REQUIRED_FIELDS)} (missing {', '.join(missing)})")
@@ -155,6 +174,9 @@ def _save_minari(dataset_id: str, data: dict, env_cfg: DictConfig | None) -> Non
 
 def check(data: dict, obs_space: gym.Space, action_space: gym.Space, bad: Callable[[str], ConfigError]) -> None:
     """Shapes, dtypes and value ranges against the env's observation and action spaces."""
+    scalar = next((name for name, array in data.items() if np.ndim(array) == 0), None)
+    if scalar is not None:
+        raise bad(f"{scalar} with one row per transition (it is a 0-d array)")
     n = len(data["rewards"])
     if n == 0:
         raise bad("a dataset with at least one transition")

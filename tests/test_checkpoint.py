@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from rlrun import checkpoint, evaluate, runner
 from rlrun.algos.reinforce import Reinforce
+from rlrun.build import build
 from rlrun.config import ConfigError
 from tests.conftest import make_config, run_cli
 
@@ -85,7 +87,7 @@ def test_resume_from_a_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path):
     torch.save({"step": 5, "algo": CreatesAFile(target)}, tmp_path / checkpoint.CHECKPOINT_DIR / "step_000000000005.pt")
     with pytest.raises(ConfigError, match="refused to load it"):
         runner.train(make_config("total_timesteps=200", *SMALL), tmp_path)
-    assert not target.exists() and not (tmp_path / "tb").exists()
+    assert not target.exists() and not list(tmp_path.glob("events.out.tfevents.*"))
 
 
 def poison(kind: str, on_call: int):
@@ -130,3 +132,54 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_training(tmp_
     assert lines == [
         "rlrun: error: hydra.run.dir='a_file/run' is not allowed: a folder rlrun can write to (Not a directory)"
     ]
+
+
+
+def saved_model(run_dir: Path) -> Path:
+    """A model file as a run writes it, of an untrained reinforce policy (built in well under a second)."""
+    cfg = make_config("total_timesteps=200", *SMALL)
+    run_dir.mkdir(exist_ok=True)
+    return checkpoint.save_model(run_dir / checkpoint.MODEL_FILE, build(cfg).networks(), OmegaConf.to_container(cfg), 7)
+
+
+FOREIGN = {
+    "zero-byte checkpoint": ("checkpoints/step_000000000001.pt", b"", "a readable rlrun checkpoint (the file is empty"),
+    "zero-byte model file": ("model.pt", b"", "a readable rlrun checkpoint (the file is empty"),
+    "torch file as a checkpoint": ("checkpoints/step_000000000001.pt", {"w": torch.zeros(2)}, "a checkpoint written by"),
+    "torch file as a model file": ("model.pt", [1, 2], "a model file written by rlrun (this file is not one)"),
+}
+
+
+@pytest.mark.parametrize("case", FOREIGN, ids=list(FOREIGN))
+def test_a_damaged_or_foreign_file_is_one_line_and_exit_2_for_rlrun_eval(tmp_path, capsys, case):
+    name, content, allowed = FOREIGN[case]
+    path = tmp_path / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(content) if isinstance(content, bytes) else torch.save(content, path)
+    with pytest.raises(SystemExit) as exit_:
+        evaluate.main([str(path), "episodes=1"])
+    assert exit_.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"rlrun-eval: error: checkpoint='{path}' is not allowed: {allowed}")
+
+
+def test_rlrun_eval_of_a_model_file_evaluates_the_networks_it_holds(tmp_path, capsys):
+    path = saved_model(tmp_path)
+    evaluate.main([str(path), "episodes=2"])
+    out = capsys.readouterr().out
+    assert out.startswith("eval return ") and out.strip().endswith(f"| step 7 | {path}")
+
+
+def test_resume_from_a_zero_byte_checkpoint_is_one_config_error(tmp_path):
+    (tmp_path / checkpoint.CHECKPOINT_DIR).mkdir()
+    (tmp_path / checkpoint.CHECKPOINT_DIR / "step_000000000005.pt").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"a readable rlrun checkpoint \(the file is empty or cut short\)"):
+        runner.train(make_config("total_timesteps=200", *SMALL), tmp_path)
+
+
+def test_resume_of_a_folder_whose_only_checkpoint_is_foreign_is_one_config_error(tmp_path):
+    """Without .hydra/config.yaml, resume reads the config from the newest checkpoint, which must be rlrun's."""
+    (tmp_path / checkpoint.CHECKPOINT_DIR).mkdir()
+    torch.save({"w": torch.zeros(2)}, tmp_path / checkpoint.CHECKPOINT_DIR / "step_000000000001.pt")
+    with pytest.raises(ConfigError, match="a checkpoint written by rlrun \\(this file is not one\\)"):
+        checkpoint.stored_config(tmp_path, None)

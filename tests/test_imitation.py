@@ -264,7 +264,7 @@ def test_collect_mixes_sources_and_prints_each_ones_return(finished_run, tmp_pat
     assert list(np.unique(data["episode_ids"])) == list(range(5))
 
     bad = {
-        "--episodes 1,2,3": "--episodes='1,2,3' is not allowed: an integer >= 1, or 2 of them",
+        "--episodes 1,2,3": "--episodes='1,2,3' is not allowed: an integer in [1, 1000000000], or 2 of them",
         "env=acrobot": "overrides='env=acrobot' is not allowed: none with --policy RUN",
     }
     for args, message in bad.items():

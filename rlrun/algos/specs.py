@@ -45,16 +45,18 @@ ON_POLICY_RULES = {
 # algo.her: hindsight relabelling of goal envs' transitions (rlrun.buffers.HindsightReplayBuffer).
 HER_RULES = {"strategy": optional(choice("future", "final", "episode")), "k": integer(1)}
 
+MAX_CEM_SAMPLES = 10_000  # actions CEM scores per state and round (QT-Opt itself uses 64)
+
 # The keys fqi and qtopt share: the fitted Q-iteration box and its replay buffer.
 FITTED_Q_RULES = {
-    "N": integer(1),
+    "N": integer(1, config.MAX_TRANSITIONS),
     "K": integer(1),
     "S": integer(1),
     "gamma": number(0, 1),
     "learning_starts": integer(0),
     "num_envs": integer(1),
-    "buffer_size": integer(1),
-    "batch_size": integer(1),
+    "buffer_size": integer(1, config.MAX_TRANSITIONS),
+    "batch_size": integer(1, config.MAX_TRANSITIONS),
     "lr": number(0, low_open=True),
     "target_update": choice("iteration", "polyak"),
     "tau": number(0, 1, low_open=True),
@@ -110,7 +112,7 @@ def _check_qtopt(cfg: DictConfig) -> None:
 # The keys bc and dagger share: maximum likelihood on labelled states (rlrun.algos.imitation).
 IMITATION_RULES = {
     "S": integer(1),
-    "batch_size": integer(1),
+    "batch_size": integer(1, config.MAX_TRANSITIONS),
     "lr": number(0, low_open=True),
     **SHARED_NET_RULES,
     "log_std_init": number(-20, 2),
@@ -132,7 +134,7 @@ SPECS: dict[str, AlgoSpec] = {
     "reinforce": AlgoSpec(
         "rlrun.algos.reinforce:Reinforce",
         {
-            "N": integer(1),
+            "N": integer(1, config.MAX_SIDE_BY_SIDE),
             "gamma": number(0, 1),
             "reward_to_go": flag(),
             "baseline": choice("none", "mean", "value"),
@@ -185,7 +187,7 @@ SPECS: dict[str, AlgoSpec] = {
             **FITTED_Q_RULES,
             "exploration_noise": number(0),
             "cem_iterations": integer(1),
-            "cem_samples": integer(1),
+            "cem_samples": integer(1, MAX_CEM_SAMPLES),
             "cem_elites": integer(1),
             "cem_init_std": number(0, low_open=True),
         },
@@ -208,7 +210,7 @@ SPECS: dict[str, AlgoSpec] = {
         {
             "expert": optional(text()),
             "expert_model": choice("final", "best"),
-            "N": integer(1),
+            "N": integer(1, config.MAX_TRANSITIONS),
             "num_envs": integer(1),
             **IMITATION_RULES,
         },
@@ -227,6 +229,10 @@ def get(name: Any) -> AlgoSpec:
 def validate(cfg: DictConfig) -> AlgoSpec:
     """The top-level keys, the algorithm's keys and its checks across keys: all that needs no env."""
     config.check(cfg, config.RULES)
+    if cfg.seed + cfg.seeds - 1 > config.MAX_SEED:  # the last run's seed must be one numpy takes
+        raise ConfigError(
+            "seeds", cfg.seeds, f"an integer in [1, {config.MAX_SEED - cfg.seed + 1}] with seed={cfg.seed}"
+        )
     spec = get(cfg.algo.get("name"))
     config.check(cfg, spec.rules, prefix="algo.")
     if spec.check is not None:
