@@ -9,12 +9,16 @@ file it had.
 from __future__ import annotations
 
 import difflib
+import errno
+import logging
+import os
 import re
 import shlex
 import shutil
 import signal
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from rlrun import config, help, sweep  # noqa: F401  help registers the resolver of `rlrun --help`
+from rlrun import config, console, help, sweep  # noqa: F401  help registers the resolver of `rlrun --help`
 from rlrun.algos import specs
 from rlrun.config import ConfigError, config_dir
 from rlrun.lock import LOCK_FILE, RunFolderInUse, RunLock
@@ -50,6 +54,7 @@ class RunFolder:
     entries: set[str] = field(default_factory=set)  # the names in it before
     hydra_files: dict[str, bytes] = field(default_factory=dict)  # .hydra/* before
     lock: RunLock | None = None
+    key: str = "hydra.run.dir"  # the key that named the folder: resume or hydra.run.dir
 
     @classmethod
     def before_hydra(cls, path: Path) -> RunFolder:
@@ -78,6 +83,7 @@ class RunFolder:
 
 
 folders: dict[Path, RunFolder] = {}  # this process's single run, recorded before Hydra writes into it
+sweeps: list[Path] = []  # this process's sweep folder
 
 
 def fail(message: str, run_dir: Path | None = None) -> None:
@@ -100,6 +106,7 @@ class CheckOutputDir(Callback):
         folder = RunFolder.before_hydra(path)
         self.check(key, path)
         folder.lock = self.hold(key, path, folder)
+        folder.key = key
         folders[path.resolve()] = folder
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -108,6 +115,7 @@ class CheckOutputDir(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.check("hydra.sweep.dir", Path(str(config.hydra.sweep.dir)))
+        sweeps.append(Path(str(config.hydra.sweep.dir)))
         self.sweep_lock = self.hold("hydra.sweep.dir", Path(str(config.hydra.sweep.dir)), None)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -198,12 +206,72 @@ def hydra_error_line(err: Exception) -> str:
 
 
 def run_and_report(func):
-    """Hydra's own error reporting, with composition errors as one line and exit code 2."""
+    """Hydra's own error reporting, with composition errors as one line and exit code 2. A full
+    disk or a stop request while Hydra sets the run up (writing `.hydra/`) is one line too, and
+    leaves the run folder as it was, with no half-written config file that looks like a run."""
     try:
         return func()
     except (HydraException, OmegaConfBaseException) as err:
         print(f"rlrun: error: {hydra_error_line(err)}", file=sys.stderr)
         sys.exit(2)
+    except OSError as err:
+        full = disk_full(err)
+        if full is None:
+            raise
+        unstarted = leave_unstarted_folders()
+        if unstarted:  # Hydra was writing the run's .hydra/
+            line = disk_full_line(full, unstarted[0].key, unstarted[0].path, "the folder is left as it was")
+        else:  # a sweep, between its jobs
+            line = disk_full_line(full, "hydra.sweep.dir", sweeps[-1] if sweeps else Path.cwd(), "finished runs are kept")
+        print(f"rlrun: error: {line}", file=sys.stderr)
+        sys.exit(2 if unstarted else 1)
+    except (StopRequested, KeyboardInterrupt) as err:
+        signum = err.signum if isinstance(err, StopRequested) else signal.SIGINT
+        if leave_unstarted_folders():
+            where = "before the run began; its folder is left as it was"
+        else:
+            where = "outside a run; what was saved is kept" if started else "before the run began; nothing was written"
+        print(f"rlrun: stopped by {signal.strsignal(signum)} {where}", file=sys.stderr)
+        sys.exit(128 + signum)
+
+
+started: set[Path] = set()  # the run folders whose task (rlrun's own code) has begun
+
+
+def leave_unstarted_folders() -> list[RunFolder]:
+    """Put back, as they were, the folders Hydra prepared for a run that never began; return them."""
+    unstarted = [folder for path, folder in folders.items() if path not in started]
+    for folder in unstarted:
+        folder.restore()
+    return unstarted
+
+
+def disk_full(err: BaseException | None) -> OSError | None:
+    """The OSError saying the disk (or the user's quota) is full, in `err` or what it was raised from."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def disk_full_line(err: OSError, key: str, run_dir: Path, outcome: str) -> str:
+    """The standard line for a full disk, with what became of the run (`outcome`)."""
+    where = f" writing {err.filename}" if err.filename else ""
+    return str(ConfigError(key, str(run_dir), f"a folder on a disk with free space ({err.strerror}{where}; {outcome})"))
+
+
+def newest_checkpoint(run_dir: Path) -> str:
+    """Checkpoints are written atomically, so the newest one on disk is whole whenever the disk filled."""
+    found = sorted(run_dir.rglob("checkpoints/step_*.pt"))
+    return f"the last good checkpoint is {found[-1]}" if found else "no checkpoint was saved"
+
+
+def thread_failed(args) -> None:
+    """A full disk also ends TensorBoard's writer thread; the main thread reports it in one line, so
+    the thread's traceback is not printed. Anything else is printed as Python would."""
+    if disk_full(args.exc_value) is None:
+        threading.__excepthook__(args)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
@@ -212,12 +280,14 @@ def hydra_main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
     folder = folders.get(run_dir.resolve())
+    started.add(run_dir.resolve())
     previous = signal.signal(signal.SIGTERM, stop_before_training)
     try:
         if sweeping:
             with RunLock(run_dir, key="hydra.sweep.dir"):  # a requeued job while its earlier self still runs
-                return sweep.isolated(lambda: sweep.train_seeds(prepared(cfg, run_dir, None), run_dir), run_dir)
-        return sweep.train_seeds(prepared(cfg, run_dir, folder), run_dir)
+                job = lambda: sweep.train_seeds(announced(prepared(cfg, run_dir, None), run_dir), run_dir)
+                return sweep.isolated(job, run_dir)
+        return sweep.train_seeds(announced(prepared(cfg, run_dir, folder), run_dir), run_dir)
     except RunFolderInUse as err:
         fail(str(err))  # the folder is another process's: leave every file in it as it is
     except ConfigError as err:
@@ -233,6 +303,13 @@ def hydra_main(cfg: DictConfig) -> float | None:
     except KeyboardInterrupt:
         stop(130, f"rlrun: interrupted; nothing saved since the newest checkpoint; "
              f"continue with: {again_command(run_dir, sweeping)}")
+    except OSError as err:
+        full = disk_full(err)
+        if full is None:
+            raise
+        key, named = (folder.key, folder.path) if folder is not None else ("hydra.sweep.dir", run_dir)
+        stop(1, f"rlrun: error: {disk_full_line(full, key, named, newest_checkpoint(run_dir))}; "
+             f"free some space and continue with: {again_command(run_dir, sweeping)}")
     finally:
         signal.signal(signal.SIGTERM, previous)
     return None
@@ -244,13 +321,23 @@ def prepared(cfg: DictConfig, run_dir: Path, folder: RunFolder | None) -> DictCo
     if cfg.get("resume") is not None and folder is not None:
         stored = checkpoint_config(run_dir, folder)
         cfg = continued(cfg, stored, run_dir)
-        (run_dir / ".hydra").mkdir(exist_ok=True)
-        OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
-        for name in ("hydra.yaml", "overrides.yaml"):
-            if name in folder.hydra_files:  # the run's own, not this command's
-                (run_dir / ".hydra" / name).write_bytes(folder.hydra_files[name])
+        try:
+            (run_dir / ".hydra").mkdir(exist_ok=True)
+            OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+            for name in ("hydra.yaml", "overrides.yaml"):
+                if name in folder.hydra_files:  # the run's own, not this command's
+                    (run_dir / ".hydra" / name).write_bytes(folder.hydra_files[name])
+        except OSError:
+            folder.restore()  # a full disk: the run's own files back, not half-written ones
+            raise
     specs.validate(cfg)
     check_keys(cfg)
+    return cfg
+
+
+def announced(cfg: DictConfig, run_dir: Path) -> DictConfig:
+    """The run's first line, as soon as its config is checked: before torch is imported."""
+    logging.getLogger("rlrun").info(console.first_line(cfg, run_dir, dict(HydraConfig.get().runtime.choices)))
     return cfg
 
 
@@ -266,8 +353,29 @@ def continued(cfg: DictConfig, stored: DictConfig, run_dir: Path) -> DictConfig:
     return continued_config(cfg, stored, list(HydraConfig.get().overrides.task), run_dir)
 
 
+HYDRA_UNQUOTED = re.compile(r"[\w\-/\\+.$%*@?| ]*")  # what Hydra's grammar takes as a value without quotes
+
+
+def quoted_paths(args: list[str]) -> list[str]:
+    """`key=PATH` as typed, where PATH is an existing file or folder whose name holds what Hydra
+    would read as grammar: run folders are named `..._algo.lr=0.01,experiment=ppo_pendulum` and
+    sweep folders `algo.lr=0.01/seed=0`, so `resume=`, `algo.expert=`, `algo.dataset=` get them quoted."""
+    out = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        special = sep and not arg.startswith("-") and "'" not in value and not HYDRA_UNQUOTED.fullmatch(value)
+        out.append(f"{key}='{value}'" if special and os.path.exists(value) else arg)
+    return out
+
+
 def main() -> None:
     hydra_utils.run_and_report = run_and_report
+    sys.argv[1:] = quoted_paths(sys.argv[1:])
+    # a stop request from here on is rlrun's one line (rlrun/__init__.py's handler covered the imports)
+    signal.signal(signal.SIGTERM, stop_before_training)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    threading.excepthook = thread_failed
+    logging.raiseExceptions = False  # a full disk must not print a traceback for every line logged to the run's file
     hydra_main()
 
 

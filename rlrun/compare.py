@@ -4,10 +4,11 @@ figure with one panel per environment, and a CSV.
     rlrun-compare outputs/multirun/2026-11-25/10-00-00 --threshold 475
     rlrun-compare outputs --metric eval/test_tasks/episodic_return
 
-A finished run is a folder with summary.json (written last), .hydra/config.yaml and tb/ (TensorBoard
-events). What a run trained is its config without the keys that do not change it: seed, seeds,
-resume, device, threads, eval.*, log.*, checkpoint.* (a key set to null or false counts as
-absent: runs made before the configs gained a key that is off by default still match).
+A finished run is a folder with summary.json (written last), .hydra/config.yaml and its TensorBoard
+events (in the folder itself; in tb/ for runs written before rlrun moved them). What a run trained
+is its config without the keys that do not change it: seed, seeds, resume, device, threads,
+eval.*, log.*, checkpoint.* (a key set to null or false counts as absent: runs made before the
+configs gained a key that is off by default still match).
 
 - Seeds, not runs: runs that trained the same thing with the same seed count once; the newest
   (by the time of its summary.json) is kept and the others are set aside, counted in the table's
@@ -45,11 +46,11 @@ from omegaconf.errors import OmegaConfBaseException
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlrun.config import ConfigError
+from rlrun.events import EVENTS_GLOB, events_dir, has_events, run_dir_of
 
 EVAL_TAG = "eval/episodic_return"  # rlrun.logger.EVAL_TAG, repeated to keep torch out of this tool
 SUMMARY_FILE = "summary.json"  # rlrun.runner.SUMMARY_FILE: written last, so it marks a finished run
 CONFIG_FILE = Path(".hydra") / "config.yaml"
-EVENTS_DIR = "tb"
 IGNORED_KEYS = ("seed", "seeds", "resume", "device", "threads")
 IGNORED_SECTIONS = ("eval.", "log.", "checkpoint.")
 REQUIRED_KEYS = ("seed", "env.name", "algo.name")
@@ -71,6 +72,7 @@ class Run:
     config: dict[str, Any]  # flat: dotted key -> value
     evals: list[tuple[int, float]]  # (env steps, value of the metric), in step order
     finished_at: float  # modification time of summary.json
+    x_axis: str = "env_steps"  # what its steps count: env_steps, gradient_steps (offline) or iterations
 
     @property
     def seed(self) -> Any:
@@ -144,8 +146,8 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     return config
 
 
-def check_summary(run_dir: Path) -> float:
-    """The time summary.json was written; BadInput unless it holds a JSON object."""
+def check_summary(run_dir: Path) -> tuple[float, str]:
+    """(the time summary.json was written, the run's x-axis); BadInput unless it holds a JSON object."""
     path = run_dir / SUMMARY_FILE
     try:
         summary = json.loads(path.read_text())
@@ -153,21 +155,21 @@ def check_summary(run_dir: Path) -> float:
         raise BadInput(f"{path} cannot be read: {_reason(err)}") from err
     if not isinstance(summary, dict):
         raise BadInput(f"{path} is damaged: it holds no JSON object")
-    return path.stat().st_mtime
+    return path.stat().st_mtime, str(summary.get("x_axis", "env_steps"))
 
 
 def read_evals(run_dir: Path, metric: str) -> list[tuple[int, float]]:
     """(step, value) of every point of `metric` in the run's events, in step order (TensorBoard's
     reader hides what a killed attempt logged after the checkpoint it was resumed from). Raises
     BadInput without events and ConfigError when the run never logged `metric`."""
-    if not any((run_dir / EVENTS_DIR).glob("events.out.tfevents.*")):
-        raise BadInput(f"{run_dir} has {SUMMARY_FILE} but no TensorBoard events in {EVENTS_DIR}/")
-    acc = EventAccumulator(str(run_dir / EVENTS_DIR), size_guidance={"scalars": 0})
+    if not has_events(run_dir):
+        raise BadInput(f"{run_dir} has {SUMMARY_FILE} but no TensorBoard events")
+    acc = EventAccumulator(str(events_dir(run_dir)), size_guidance={"scalars": 0})
     acc.Reload()
     tags = acc.Tags()["scalars"]
     if metric not in tags:
         shown = sorted(t for t in tags if t.startswith("eval/")) or sorted(tags)
-        logged = f"logged {', '.join(shown)}" if shown else "has no readable scalars in tb/"
+        logged = f"logged {', '.join(shown)}" if shown else "has no readable scalars"
         raise ConfigError("--metric", metric, f"a tag every finished run logged; {run_dir} {logged}")
     return sorted({e.step: e.value for e in acc.Scalars(metric)}.items())
 
@@ -175,14 +177,14 @@ def read_evals(run_dir: Path, metric: str) -> list[tuple[int, float]]:
 def read_run(run_dir: Path, metric: str = EVAL_TAG) -> Run:
     """The finished run in `run_dir`. Raises BadInput for a missing or damaged file and
     ConfigError when the run never logged `metric`."""
-    finished_at = check_summary(run_dir)
-    return Run(run_dir, read_config(run_dir), read_evals(run_dir, metric), finished_at)
+    finished_at, x_axis = check_summary(run_dir)
+    return Run(run_dir, read_config(run_dir), read_evals(run_dir, metric), finished_at, x_axis)
 
 
 def find_runs(root: Path, metric: str = EVAL_TAG) -> tuple[list[Run], list[Path]]:
     """(finished runs under root, run folders skipped because they have no summary.json: unfinished
-    or failed). A run folder holds summary.json or TensorBoard events in tb/."""
-    events = {p.parent.parent for p in root.rglob("events.out.tfevents.*") if p.parent.name == EVENTS_DIR}
+    or failed). A run folder holds summary.json or TensorBoard events."""
+    events = {run_dir_of(p) for p in root.rglob(EVENTS_GLOB)}
     run_dirs = sorted(events | {p.parent for p in root.rglob(SUMMARY_FILE)})
     finished = [d for d in run_dirs if (d / SUMMARY_FILE).is_file()]
     skipped = [d for d in run_dirs if not (d / SUMMARY_FILE).is_file()]
@@ -219,7 +221,9 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
         keys = label_keys([g.setting for g in on_env])
         for group in on_env:
             group.env = _describe(group, env_keys)
-            group.label = " ".join(f"{_show_key(k)}={_show_value(group.value(k))}" for k in keys)
+            # a key the group's algorithm or env does not have (fqi's filter_top) is not part of its label
+            shown = [k for k in keys if k in group.runs[0].config]
+            group.label = " ".join(f"{_show_key(k)}={_show_value(group.value(k))}" for k in shown)
         ordered += sorted(on_env, key=lambda g: [_order(g.value(k)) for k in keys])
     return ordered
 
@@ -365,7 +369,8 @@ def figure(groups: Sequence[Group], threshold: float | None, metric: str, title:
         if threshold is not None and bottom <= threshold <= top:  # a threshold far off another env's scale is left out
             ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
         ax.set_title(env)
-        ax.set_xlabel("env steps")
+        units = sorted({run.x_axis.replace("_", " ") for group in on_env for run in group.runs})
+        ax.set_xlabel(" or ".join(units))  # offline runs count gradient steps, online ones env steps
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False)

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from rlrun.config import ConfigError, Rule, choice, flag, integer, optional
+from rlrun.config import MAX_SEED, MAX_SIDE_BY_SIDE, ConfigError, Rule, choice, flag, integer, optional
 
 RULES: dict[str, Rule] = {
-    "episodes": integer(1),
+    "episodes": integer(1, MAX_SIDE_BY_SIDE),  # run side by side, like a run's eval.episodes
     "video": flag(),
-    "seed": optional(integer(0)),
+    "seed": optional(integer(0, MAX_SEED)),
     "device": choice("auto", "cpu", "cuda"),
     "which": choice("final", "best"),
 }
@@ -35,7 +35,7 @@ def parse_args(argv: list[str]) -> tuple[str, dict]:
     path, options = None, dict(DEFAULTS)
     for arg in argv:
         key, sep, value = arg.partition("=")
-        if not sep:
+        if not sep or (key not in RULES and Path(arg).exists()):  # run folders' names hold `=`
             if path is not None:
                 raise ConfigError("path", arg, f"a single run directory or checkpoint (already given: {path})")
             path = arg
@@ -58,12 +58,14 @@ def run_dir_of(checkpoint_file: Path) -> Path:
 def evaluate(path: str, episodes: int, video: bool, seed: int | None, device: str, which: str) -> np.ndarray:
     from torch.utils.tensorboard import SummaryWriter
 
-    from rlrun import checkpoint, evaluation
+    from rlrun import checkpoint, evaluation, memory
     from rlrun.build import task_config
+    from rlrun.events import events_dir
 
     if video:
         evaluation.require_video_support("video")
     act, cfg, step, found = checkpoint.load_for_eval(path, which, device)
+    memory.check(memory.episodes("episodes", episodes, cfg.env, memory.env_spaces(cfg.env)))
     seed = cfg.seed if seed is None else seed
     result = evaluation.Evaluator(cfg.env, episodes, seed, task_config(cfg))(act)
     returns = result.returns
@@ -76,7 +78,7 @@ def evaluate(path: str, episodes: int, video: bool, seed: int | None, device: st
         episode_return, frames, fps = evaluation.record_episode(
             cfg.env, act, evaluation.eval_seed(seed), folder, name, task_config(cfg)
         )
-        with SummaryWriter(str(run_dir / "tb")) as writer:
+        with SummaryWriter(str(events_dir(run_dir))) as writer:
             writer.add_video(evaluation.VIDEO_TAG, evaluation.tensorboard_clip(frames), step, fps=fps)
         print(f"video of one episode (return {episode_return:.2f}): {folder / name}-episode-0.mp4")
     return returns

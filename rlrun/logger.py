@@ -19,6 +19,8 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from tqdm import tqdm
 
+from rlrun.events import events_dir
+
 log = logging.getLogger("rlrun")
 
 EVAL_TAG = "eval/episodic_return"
@@ -47,7 +49,7 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
 class Logger:
     def __init__(self, run_dir: Path, cfg: DictConfig, start_step: int = 0, unit: str = "env steps"):
         # hide what an earlier attempt in this folder logged after start_step: it is logged again
-        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=start_step + 1)
+        self.writer = SummaryWriter(str(events_dir(run_dir)), purge_step=start_step + 1)
         self.total = int(cfg.total_timesteps)
         self.every_s = float(cfg.log.every_s)
         mode = cfg.log.progress
@@ -55,7 +57,9 @@ class Logger:
             mode = "bar" if sys.stderr.isatty() else "lines"
         self.mode = mode
         self.unit = unit
-        self.bar = tqdm(total=self.total, initial=start_step, unit=" " + unit, dynamic_ncols=True) if mode == "bar" else None
+        self.bar = None
+        if mode == "bar":  # its rate (tqdm's own, in `unit`/s) is the one speed shown; it stops at the budget
+            self.bar = tqdm(total=self.total, initial=min(start_step, self.total), unit=" " + unit, dynamic_ncols=True)
         self.latest: dict[str, float] = {}
         self.last_line = time.perf_counter()
         if start_step == 0:
@@ -83,22 +87,27 @@ class Logger:
         """Everything logged so far onto disk (before a checkpoint, so a kill loses no logged point)."""
         self.writer.flush()
 
+    def shown(self) -> dict[str, str]:
+        """The latest training return and eval return, and without a bar the training speed."""
+        shown = {"return": self.latest.get("charts/episodic_return"), "eval": self.latest.get(EVAL_TAG)}
+        if self.bar is None:
+            shown["steps/s"] = self.latest.get("charts/SPS")
+        return {k: f"{v:.4g}" for k, v in shown.items() if v is not None}
+
     def progress(self, step: int) -> None:
-        """Move the bar, or print a plain line every `log.every_s` seconds."""
-        shown = {
-            "return": self.latest.get("charts/episodic_return"),
-            "eval": self.latest.get(EVAL_TAG),
-            "steps/s": self.latest.get("charts/SPS"),
-        }
-        shown = {k: f"{v:.4g}" for k, v in shown.items() if v is not None}
+        """Move the bar, or print a plain line every `log.every_s` seconds. The bar stops at the
+        budget: an algorithm whose last batch goes past it says by how much in its last line."""
+        shown = self.shown()
         if self.bar is not None:
-            self.bar.update(step - self.bar.n)
+            self.bar.update(min(step, self.total) - self.bar.n)
             self.bar.set_postfix(shown, refresh=False)
         elif self.mode == "lines" and time.perf_counter() - self.last_line >= self.every_s:
             self.last_line = time.perf_counter()
             log.info("%d/%d %s | %s", step, self.total, self.unit, " | ".join(f"{k} {v}" for k, v in shown.items()))
 
     def close(self) -> None:
+        """The bar's last state shows the final eval (logged after the loop's last `progress`)."""
         if self.bar is not None:
+            self.bar.set_postfix(self.shown(), refresh=False)
             self.bar.close()
         self.writer.close()

@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import signal
+import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,6 +29,8 @@ from rlrun import checkpoint, evaluation
 from rlrun.algos.base import Algorithm
 from rlrun.build import build, task_config
 from rlrun.config import ConfigError
+from rlrun.console import UNIT_NAMES, stopped_at
+from rlrun.events import events_dir
 from rlrun.logger import EVAL_TAG, Logger
 from rlrun.state import set_global_rng_state
 from rlrun.stops import Diverged, Interrupted
@@ -34,8 +39,6 @@ log = logging.getLogger("rlrun")
 
 SUMMARY_FILE = "summary.json"  # written last: its presence marks a finished run
 
-# Units of the x-axis as the console names them.
-UNIT_NAMES = {"env_steps": "env steps", "gradient_steps": "gradient steps", "iterations": "iterations"}
 # Points of the training curves when log.every is null: per 1000 steps, or every iteration of an
 # algorithm whose x-axis counts iterations (few and expensive).
 DEFAULT_LOG_EVERY = {"env_steps": 1000, "gradient_steps": 1000, "iterations": 1}
@@ -56,28 +59,59 @@ class Progress:
     video_at: int = -1  # x of the latest eval video
 
 
+STOP_GRACE_S = 5.0  # how long a stop request waits for the current iteration to end
+
+
 class StopOnSignal:
     """Ctrl-C (SIGINT) or SIGTERM (a cluster's pre-emption) ask the loop to stop after the current
-    iteration, whose state is consistent, and save it; a second signal acts as it normally would."""
+    iteration, whose state is consistent, and save it; a second signal acts as it normally would.
+
+    An iteration can take minutes (algo.N=1000000), and a cluster kills a job soon after its
+    SIGTERM. So if the iteration has not ended STOP_GRACE_S seconds after the request, the process
+    exits at once with code 128 + signal, saving nothing: the newest checkpoint stays the last good
+    one, and `gave_up(signum)` is the one line it prints."""
+
+    def __init__(self, gave_up: Callable[[int], str]):
+        self.gave_up = gave_up
 
     def __enter__(self):
         self.signum: int | None = None
         self.previous = {}
+        self.deadline: threading.Timer | None = None
         if threading.current_thread() is threading.main_thread():  # Python handles signals only there
             self.previous = {s: signal.signal(s, self.request) for s in (signal.SIGINT, signal.SIGTERM)}
         return self
 
     def request(self, signum: int, frame) -> None:
         self.signum = signum
-        self.__exit__()
+        self.restore()
+        self.deadline = threading.Timer(STOP_GRACE_S, self.give_up, (signum,))
+        self.deadline.daemon = True
+        self.deadline.start()
         log.warning(
-            "%s: saving a checkpoint after this iteration (again to stop without saving)", signal.strsignal(signum)
+            "%s: saving a checkpoint after this iteration (again, or %g s without it ending, to stop without saving)",
+            signal.strsignal(signum),
+            STOP_GRACE_S,
         )
 
-    def __exit__(self, *exc) -> None:
+    def give_up(self, signum: int) -> None:
+        """On the timer's thread: the main thread is still inside the iteration, so end the process."""
+        print(self.gave_up(signum), file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+
+    def iteration_ended(self) -> None:
+        """The loop is out of its iteration: what follows (the save) must not be cut off."""
+        if self.deadline is not None:
+            self.deadline.cancel()
+
+    def restore(self) -> None:
         for signum, handler in self.previous.items():
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         self.previous = {}
+
+    def __exit__(self, *exc) -> None:
+        self.iteration_ended()
+        self.restore()
 
 
 def crossed(before: int, after: int, every: int) -> bool:
@@ -120,10 +154,23 @@ def check_finite(step: int, metrics: dict, algo: Algorithm, last_good: Path | No
         if not all(torch.isfinite(p).all() for p in net.parameters()):  # a module may have none (tables)
             bad.append(f"parameters of {name}")
     if bad:
-        kept = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was saved before it"
-        raise Diverged(
-            f"training diverged at step {step}: {', '.join(bad)} not finite; stopped without saving ({kept})"
-        )
+        raise diverged(step, f"{', '.join(bad)} not finite", last_good)
+
+
+def diverged(step: int, what: str, last_good: Path | None) -> Diverged:
+    kept = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was saved before it"
+    return Diverged(f"training diverged at step {step}: {what}; stopped without saving ({kept})")
+
+
+def iterate(algo: Algorithm, step: int, last_good: Path | None) -> tuple[int, dict]:
+    """One call of the algorithm's box. An optimizer step whose size overflows float32 (Adam with
+    lr=1e38) fails inside torch before any NaN shows: that too is divergence, not a crash."""
+    try:
+        return algo.iterate(step)
+    except RuntimeError as err:
+        if "overflow" not in str(err):
+            raise
+        raise diverged(step, f"an update overflowed float32 ({str(err).strip()})", last_good) from None
 
 
 def after_earlier_event_files(tb_dir: Path) -> None:
@@ -177,7 +224,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     log_every = cfg.log.every if cfg.log.every is not None else DEFAULT_LOG_EVERY[unit]
     config = OmegaConf.to_container(cfg, resolve=True)
     evaluator = evaluation.Evaluator(cfg.env, cfg.eval.episodes, cfg.seed, task_config(cfg))
-    after_earlier_event_files(run_dir / "tb")
+    after_earlier_event_files(events_dir(run_dir))
     logger = Logger(run_dir, cfg, start_step=progress.step, unit=UNIT_NAMES[unit])
     last_good = checkpoint.latest_checkpoint(run_dir)
     pending = Metrics()
@@ -221,12 +268,19 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         state = {"algo": algo.state_dict(), "runner": asdict(progress), "config": config}
         return checkpoint.save_checkpoint(run_dir, progress.step, state, cfg.checkpoint.keep)
 
-    with StopOnSignal() as stop:
+    def gave_up(signum: int) -> str:
+        kept = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was saved yet"
+        return (
+            f"rlrun: stopped by {signal.strsignal(signum)} at step {progress.step}: the iteration did not end within "
+            f"{STOP_GRACE_S:g} s, so nothing was saved ({kept}); continue with: rlrun resume={run_dir}"
+        )
+
+    with StopOnSignal(gave_up) as stop:
         try:
             while not done() and stop.signum is None:
                 before = progress.step
                 start = time.perf_counter()
-                steps, metrics = algo.iterate(progress.step)
+                steps, metrics = iterate(algo, progress.step, last_good)
                 progress.train_seconds += time.perf_counter() - start
                 progress.step += steps
                 progress.iterations += 1
@@ -240,6 +294,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
                 if crossed(before, progress.step, cfg.checkpoint.every):
                     last_good = save()
                 logger.progress(progress.step)
+            stop.iteration_ended()
             if not done():
                 path = save()
                 raise Interrupted(
@@ -255,7 +310,10 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
             evaluator.close()
     checkpoint.save_model(run_dir / checkpoint.MODEL_FILE, algo.networks(), config, progress.step)
     write_artefacts(run_dir, algo.artefacts())
-    return write_summary(run_dir, progress, unit)
+    reason = None  # why the run stopped short of its budget, if it did
+    if algo.finished or target_reached():
+        reason = f"{cfg.algo.name} finished" if algo.finished else f"eval.stop_at={cfg.eval.stop_at} reached"
+    return write_summary(run_dir, progress, unit, cfg.total_timesteps, reason)
 
 
 def write_artefacts(run_dir: Path, artefacts: dict) -> None:
@@ -267,7 +325,9 @@ def write_artefacts(run_dir: Path, artefacts: dict) -> None:
             np.save(run_dir / name, value)
 
 
-def write_summary(run_dir: Path, progress: Progress, unit: str) -> float:
+def write_summary(run_dir: Path, progress: Progress, unit: str, total: int, reason: str | None = None) -> float:
+    """summary.json, and the run's last console line: the final eval (and the best), in the run's
+    own x-axis unit, with why it stopped short of its budget (`reason`) or by how much it went past."""
     returns = np.array(progress.eval_returns)
     summary = {
         "eval_return_mean": float(returns.mean()),
@@ -281,15 +341,15 @@ def write_summary(run_dir: Path, progress: Progress, unit: str) -> float:
         "train_seconds": progress.train_seconds,
         "run_dir": str(run_dir),
     }
-    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    # whole or absent: a summary cut short by a full disk would mark an unfinished run finished
+    checkpoint.atomic_write(run_dir / SUMMARY_FILE, lambda f: f.write(json.dumps(summary, indent=2).encode()))
     log.info(
-        "final eval return %.2f ± %.2f | best %.2f at %d | %d %s | %.1f s training | %s",
+        "final eval return %.2f ± %.2f (best %.2f at %d) | %s | %.1f s training | %s",
         summary["eval_return_mean"],
         summary["eval_return_std"],
         progress.best_return,
         progress.best_step,
-        progress.step,
-        UNIT_NAMES[unit],
+        stopped_at(progress.step, total, unit, reason),
         progress.train_seconds,
         run_dir,
     )

@@ -1,4 +1,5 @@
-"""What a sweep needs beyond one run: folder names, several seeds per job, and jobs that fail alone.
+"""What a sweep needs beyond one run: folder names (a single run's too), several seeds per job, and
+jobs that fail alone.
 
 A failing job of a sweep (`rlrun -m ...`) does not stop the others: its error goes to its own log
 and to `failed.json` in its folder, it returns no value (None: Optuna marks that trial failed and
@@ -9,8 +10,11 @@ to their own logs).
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import logging
+import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -34,19 +38,64 @@ SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmL
 SLURM_COMMANDS = ("srun", "sbatch")
 
 
+# What a single run's folder name leaves out of the keys its command line sets: the seed (runs of one
+# setting differ only in it), the keys that do not change what is trained (rlrun-compare leaves them
+# out too) and the sweep presets. algo=, env= and env.id= are left out where the name already says them.
+RUN_NAME_SKIPPED = ("seed", "seeds", "resume", "device", "threads", "launcher", "search")
+RUN_NAME_SKIPPED_SECTIONS = ("eval.", "log.", "checkpoint.", "hydra.")
+NAME_MAX = 120  # characters of one folder name; a longer one is cut and ends in a hash of the whole
+UNSAFE = re.compile(r"[^A-Za-z0-9_.,=+-]")
+
+
+def safe_name(name: str) -> str:
+    """`name` as one folder name that needs no quoting: any character but letters, digits and
+    `_.,=+-` becomes `_` (a `/` in a value would nest folders), and a name over NAME_MAX characters
+    is cut and ends in a hash of the whole, so two long names stay apart."""
+    safe = UNSAFE.sub("_", name)
+    if len(safe) > NAME_MAX:
+        safe = f"{safe[: NAME_MAX - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return safe
+
+
 def setting_dirname(override_dirname: str, fallback: str) -> str:
     """A sweep job's setting folder: its overrides (seed excluded), or `fallback` when it has none,
     so `rlrun -m seed=0,1,2` gives `<algo>_<env>/seed=0`, never a path that starts with a slash."""
-    return override_dirname or fallback
+    return safe_name(override_dirname or fallback)
+
+
+def seed_dirname(seed: Any, seeds: Any) -> str:
+    """Beneath the setting folder: `seed=<n>` for a job of one seed; a job of several (`seeds=3`)
+    gets `seeds=<first>-<last>`, and `train_seeds` puts each seed's run in `seed=<n>` inside it."""
+    several = isinstance(seeds, int) and isinstance(seed, int) and seeds > 1  # other values: refused later
+    return f"seeds={seed}-{seed + seeds - 1}" if several else f"seed={seed}"
+
+
+def run_dirname(algo: str, env: str, overrides: Any) -> str:
+    """A single run's folder name after its time: `<algo>_<env>`, then, as Hydra's override_dirname
+    writes them, the keys the command line sets that change what is trained
+    (`ppo_pendulum_algo.lr=0.01,experiment=ppo_pendulum`), so runs of different settings differ."""
+    shown = []
+    for override in OverridesParser.create().parse_overrides([str(o) for o in overrides]):
+        key = override.key_or_group
+        if key in RUN_NAME_SKIPPED or key.startswith(RUN_NAME_SKIPPED_SECTIONS):
+            continue
+        named = {"algo": algo, "env": env, "env.id": env}.get(key)  # what the name says already
+        if named is not None and not override.is_sweep_override() and override.get_value_element_as_str() == named:
+            continue
+        shown.append(override.input_line)
+    return safe_name("_".join([str(algo), str(env), *([",".join(sorted(shown))] if shown else [])]))
 
 
 OmegaConf.register_new_resolver("rlrun.setting", setting_dirname, replace=True)
+OmegaConf.register_new_resolver("rlrun.seed_dir", seed_dirname, replace=True)
+OmegaConf.register_new_resolver("rlrun.run_name", run_dirname, replace=True)
 
 
 def train_seeds(cfg: DictConfig, run_dir: Path) -> float:
     """Train with `seeds` seeds (seed, seed+1, ...) one after another; return their mean final
-    eval return. With one seed the run is `run_dir` itself, otherwise `run_dir/seed=<n>` each,
-    with its own `.hydra/config.yaml` so `rlrun-compare` groups them like any other runs."""
+    eval return. With one seed the run is `run_dir` itself, otherwise `run_dir/seed=<n>` each
+    (in a sweep, run_dir is `<setting>/seeds=<first>-<last>`), with its own `.hydra/config.yaml`
+    so `rlrun-compare` groups them like any other runs."""
     from rlrun import runner  # torch only once the command line has been parsed
 
     config.check(cfg, config.RULES)
@@ -70,6 +119,8 @@ def isolated(train: Callable[[], float], run_dir: Path) -> float | None:
     try:
         return train()
     except Exception as err:  # any failure of one job must leave the sweep running
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise  # but a full disk fails every job after it: the sweep stops, in one line (rlrun.cli)
         if isinstance(err, ConfigError):
             log.error("rlrun: error: %s", err)
             message = f"rlrun: error: {err}"

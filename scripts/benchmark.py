@@ -97,7 +97,7 @@ def run_rlrun(p: Pairing, seed: int, out: Path, threads: int) -> dict:
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
-    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})  # events in the run folder
     acc.Reload()
     sps = {e.step: e.value for e in acc.Scalars("charts/SPS")}
     curve = [(e.step, e.value, e.step / sps[e.step]) for e in acc.Scalars("eval/episodic_return")]

@@ -81,11 +81,10 @@ def main() -> None:
     reached = [r for r in rows if r["steps_to_threshold"] is not None]
     print(f"reached {len(reached)}/{len(rows)}", end="")
     if reached:
-        print(
-            f"; median steps {statistics.median(r['steps_to_threshold'] for r in reached):.0f}, "
-            f"median seconds {statistics.median(r['seconds_to_threshold'] for r in reached):.1f}",
-            end="",
-        )
+        print(f"; median steps {statistics.median(r['steps_to_threshold'] for r in reached):.0f}", end="")
+    timed = [r["seconds_to_threshold"] for r in reached if r["seconds_to_threshold"] is not None]
+    if timed:  # runs whose x-axis is not env steps log no env steps/s to time them by
+        print(f", median seconds {statistics.median(timed):.1f}", end="")
     print(f"; median final eval {statistics.median(r['final_eval'] for r in rows):.3g}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlrun.config import config_dir
+from rlrun.events import events_dir
 
 # Small budgets everywhere: tests check behaviour, the scripts in scripts/ measure learning.
 TINY = ["total_timesteps=600", "eval.every=300", "eval.episodes=2", "log.progress=none"]
@@ -34,7 +35,7 @@ def run_cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedPr
 
 
 def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0, "tensors": 0})
+    acc = EventAccumulator(str(events_dir(run_dir)), size_guidance={"scalars": 0, "tensors": 0})
     acc.Reload()
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 

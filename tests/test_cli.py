@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from pathlib import Path
 
 import pytest
 
-from rlrun import runner
+from rlrun import cli, runner
 from rlrun.build import build
 from rlrun.config import ConfigError, config_dir
 from tests.conftest import TINY, make_config, read_scalars, run_cli
@@ -32,9 +33,10 @@ def only_run_dir(cwd: Path) -> Path:
 
 
 def test_cli_run_writes_a_complete_run_with_the_expected_tags(tmp_cwd):
-    run_cli("algo=reinforce", "env=cartpole", "algo.baseline=value", *TINY, cwd=tmp_cwd)
+    proc = run_cli("algo=reinforce", "env=cartpole", "algo.baseline=value", *TINY, cwd=tmp_cwd)
     run_dir = only_run_dir(tmp_cwd)
-    assert run_dir.name.endswith("_reinforce_cartpole")
+    # named by algo and env, then the keys set that change what is trained (not algo=/env=, eval.*, log.*)
+    assert run_dir.name.endswith("_reinforce_cartpole_algo.baseline=value,total_timesteps=600")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["env_steps"] >= 600 and math.isfinite(summary["eval_return_mean"])
     assert (run_dir / "model.pt").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
@@ -44,6 +46,14 @@ def test_cli_run_writes_a_complete_run_with_the_expected_tags(tmp_cwd):
         assert scalars[tag] and all(math.isfinite(v) for _, v in scalars[tag]), tag
     steps = [s for s, _ in scalars["charts/episodic_return"]]
     assert steps == sorted(steps) and steps[-1] == summary["env_steps"]  # x-axis: env steps
+    # the first line says what is built, for how long and where; the last gives the final eval, the
+    # best, and by how much the last batch of N trajectories went past the budget
+    lines = proc.stdout.strip().splitlines()
+    relative = run_dir.relative_to(tmp_cwd)
+    assert lines[0].endswith(f"training reinforce on CartPole-v1, 600 env steps, seed 0 -> {relative}")
+    final = f"final eval return {summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f} (best "
+    steps = summary["env_steps"]
+    assert final in lines[-1] and f"| {steps} env steps ({steps - 600} past total_timesteps=600: " in lines[-1]
 
 
 def test_continuous_actions_train_and_evaluate_with_the_mean_action(tmp_path):
@@ -71,12 +81,12 @@ def test_same_seed_gives_identical_scalars_and_another_seed_does_not(tmp_path):
 BAD_INPUTS = [
     ("algo.gamma=1.5", "algo.gamma=1.5", "a number in [0, 1]"),
     ("algo.gamma=-0.1", "algo.gamma=-0.1", "a number in [0, 1]"),
-    ("algo.N=0", "algo.N=0", "an integer >= 1"),
-    ("algo.N=abc", "algo.N='abc'", "an integer >= 1"),
+    ("algo.N=0", "algo.N=0", "an integer in [1, 100000]"),
+    ("algo.N=abc", "algo.N='abc'", "an integer in [1, 100000]"),
     ("algo.lr=-0.001", "algo.lr=-0.001", "a number > 0"),
     ("algo.baseline=median", "algo.baseline='median'", "one of none, mean, value"),
     ("total_timesteps=0", "total_timesteps=0", "an integer >= 1"),
-    ("eval.episodes=0", "eval.episodes=0", "an integer >= 1"),
+    ("eval.episodes=0", "eval.episodes=0", "an integer in [1, 100000]"),
     ("device=tpu", "device='tpu'", "one of auto, cpu, cuda"),
     ("env=gym env.id=NoSuchEnv-v0", "env.id='NoSuchEnv-v0'", "a registered gymnasium id"),
     ("env=gym", "env.id='???'", "a registered gymnasium id"),
@@ -108,6 +118,12 @@ def test_unknown_algorithm_lists_the_choices(tmp_cwd):
     assert "Traceback" not in proc.stderr
 
 
+def test_an_existing_folder_named_with_keys_and_values_is_passed_on_as_typed(tmp_cwd):
+    (tmp_cwd / "run_algo.lr=0.01,seed=1").mkdir()
+    args = ["resume=run_algo.lr=0.01,seed=1", "algo.lr=0.1,0.2", "-m", "algo.expert=no/such=run", "seed=1"]
+    assert cli.quoted_paths(args) == ["resume='run_algo.lr=0.01,seed=1'", *args[1:]]
+
+
 def test_help_lists_the_config_groups(tmp_cwd):
     out = run_cli("--help", cwd=tmp_cwd).stdout
     assert re.search(r"^algo: .*reinforce", out, re.MULTILINE) and re.search(r"^env: .*cartpole", out, re.MULTILINE)
@@ -123,9 +139,12 @@ def test_user_config_dir_adds_options_to_the_groups(tmp_cwd):
     assert "max_episode_steps: 50" in out and "name: short_pole" in out
 
 
-def test_training_stops_at_the_first_evaluation_that_reaches_stop_at(tmp_path):
+def test_training_stops_at_the_first_evaluation_that_reaches_stop_at(tmp_path, caplog):
     cfg = make_config("total_timesteps=100000", "eval.every=300", "eval.episodes=2", "eval.stop_at=0", "log.progress=none")
-    runner.train(cfg, tmp_path)
+    with caplog.at_level(logging.INFO, logger="rlrun"):
+        runner.train(cfg, tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     evals = read_scalars(tmp_path)["eval/episodic_return"]
     assert len(evals) == 1 and evals[0][0] == summary["env_steps"] < 1000  # CartPole episodes are <= 500 steps
+    stopped = f"| {summary['env_steps']} env steps (eval.stop_at=0 reached before total_timesteps=100000) |"
+    assert stopped in caplog.messages[-1]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from rlrun import compare, logger
+from rlrun.events import events_dir
 
 
 def write_run(
@@ -24,9 +24,9 @@ def write_run(
     finished_at: float | None = None,
     tag: str = compare.EVAL_TAG,
 ) -> None:
-    """A run folder as rlrun leaves it: events in tb/, the config, and summary.json once finished
-    (written at `finished_at`, seconds since the epoch, when given)."""
-    writer = SummaryWriter(str(run_dir / "tb"))
+    """A run folder as rlrun leaves it: events in the folder itself, the config, and summary.json
+    once finished (written at `finished_at`, seconds since the epoch, when given)."""
+    writer = SummaryWriter(str(run_dir))
     for step, value in evals:
         writer.add_scalar(tag, value, step)
         writer.add_scalar("charts/episodic_return", value - 1, step)
@@ -77,6 +77,17 @@ def test_runs_group_by_config_without_seed_and_are_labelled_by_the_key_that_diff
     assert [g.label for g in groups] == ["algo.lr=0.01", "algo.lr=0.1"]
     assert [sorted(r.config["seed"] for r in g.runs) for g in groups] == [[0, 1], [0, 1, 2, 3]]
     assert sorted(groups[1].finals) == [0, 0, 0, 10]
+
+
+def test_runs_written_with_their_events_in_tb_are_still_read(sweep):
+    old = sweep / "algo.lr=0.01" / "seed=1"  # as rlrun wrote runs before: events in <run>/tb/
+    (old / "tb").mkdir()
+    for event_file in old.glob("events.out.tfevents.*"):
+        event_file.rename(old / "tb" / event_file.name)
+    assert events_dir(old) == old / "tb"  # where a resumed old run goes on writing, so it stays one run
+    runs, _ = compare.find_runs(sweep)
+    assert [r.final for r in runs if r.path == old] == [60.0]
+    assert len(runs) == 6
 
 
 def test_known_values_give_known_mean_iqm_and_interval(sweep):
@@ -224,7 +235,8 @@ def test_another_metric_is_compared_and_a_run_without_it_is_one_error_line(tmp_p
         (lambda run: (run / ".hydra" / "config.yaml").write_text("seed: [0"), "config.yaml cannot be read: "),
         (lambda run: (run / ".hydra" / "config.yaml").write_text("env: {name: x}"), "it has no seed, algo.name"),
         (lambda run: (run / ".hydra" / "config.yaml").unlink(), "has summary.json but no .hydra/config.yaml"),
-        (lambda run: shutil.rmtree(run / "tb"), "has summary.json but no TensorBoard events in tb/"),
+        (lambda run: [p.unlink() for p in run.glob("events.out.tfevents.*")],
+         "has summary.json but no TensorBoard events"),
     ],
 )
 def test_a_damaged_run_is_one_error_line(sweep, capsys, damage, message):

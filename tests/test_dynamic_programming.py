@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import ClassVar
 
 import gymnasium as gym
@@ -94,11 +95,12 @@ def test_policy_iteration_stops_only_once_no_action_changes():
     assert changes[-1] == 0 and all(c > 0 for c in changes[:-1])
 
 
-def test_a_run_logs_every_iteration_and_saves_values_policy_and_picture(tmp_path):
+def test_a_run_logs_every_iteration_and_saves_values_policy_and_picture(tmp_path, caplog):
     cfg = make_config(
         "algo=value_iteration", "env=frozenlake", "eval.every=1", "eval.episodes=2", "log.progress=none"
     )
-    runner.train(cfg, tmp_path)
+    with caplog.at_level(logging.INFO, logger="rlrun"):
+        runner.train(cfg, tmp_path)
     V, pi = np.load(tmp_path / "values.npy"), np.load(tmp_path / "policy.npy")
     assert V.shape == pi.shape == (16,) and V[15] == 0 and V[0] > 0
     assert (tmp_path / "values.png").stat().st_size > 0
@@ -107,9 +109,12 @@ def test_a_run_logs_every_iteration_and_saves_values_policy_and_picture(tmp_path
     assert [x for x, _ in residuals] == list(range(1, len(residuals) + 1))  # x-axis: iterations
     assert residuals[-1][1] < cfg.algo.theta <= residuals[-2][1]
     assert len(scalars["eval/episodic_return"]) == len(residuals)  # the greedy policy, evaluated by the runner
+    # the last line counts iterations, and says why the run stopped short of total_timesteps
+    assert f"| {len(residuals)} iterations (value_iteration finished before total_timesteps=" in caplog.messages[-1]
     (tmp_path / ".hydra").mkdir()
     OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")
     assert (load_policy(tmp_path)(np.arange(16)) == pi).all()  # model.pt holds the solution
+    assert (load_policy(tmp_path, device="auto")(np.arange(16)) == pi).all()  # a run's device value (DAgger's expert)
 
 
 def test_gamma_1_is_accepted_only_where_every_policy_ends():

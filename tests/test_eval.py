@@ -16,7 +16,7 @@ TINY_RUN = ["total_timesteps=400", "eval.every=0", "eval.episodes=3", "log.progr
 
 
 def video_tags(run_dir) -> list[str]:
-    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0})
+    acc = EventAccumulator(str(run_dir), size_guidance={"images": 0})  # events in the run folder
     acc.Reload()
     return acc.Tags()["images"]
 
@@ -61,10 +61,16 @@ def test_rlrun_eval_video_writes_an_mp4_of_the_episode_and_logs_it(trained, caps
     assert evaluation.VIDEO_TAG in video_tags(trained)
 
 
+def test_a_run_folder_whose_name_holds_key_value_pairs_is_taken_as_the_path(tmp_path):
+    run_dir = tmp_path / "10-00-00_ppo_pendulum_algo.lr=0.01,total_timesteps=2048"
+    run_dir.mkdir()
+    assert evaluate.parse_args([str(run_dir), "episodes=2"]) == (str(run_dir), {**evaluate.DEFAULTS, "episodes": 2})
+
+
 @pytest.mark.parametrize(
     "args,shown",
     [
-        (["RUN", "episodes=0"], "episodes=0 is not allowed: an integer >= 1"),
+        (["RUN", "episodes=0"], "episodes=0 is not allowed: an integer in [1, 100000]"),
         (["RUN", "video=maybe"], "video='maybe' is not allowed: true or false"),
         (["RUN", "speed=2"], "speed='2' is not allowed: a key among episodes, video, seed, device, which"),
         (

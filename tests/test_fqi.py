@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import gymnasium as gym
@@ -73,7 +74,7 @@ def test_one_iteration_collects_n_transitions_and_takes_k_times_s_steps():
     assert algo.q_target.state_dict()["body.0.weight"].ne(algo.q.state_dict()["body.0.weight"]).any()
 
 
-def test_online_run_then_a_dataset_from_its_model_then_an_offline_run(tmp_cwd):
+def test_online_run_then_a_dataset_from_its_model_then_an_offline_run(tmp_cwd, caplog):
     run_cli("algo=fqi", "env=cartpole", "algo.learning_starts=256", "hydra.run.dir=online", *TINY, cwd=tmp_cwd)
     scalars = read_scalars(tmp_cwd / "online")
     for tag in ("losses/q_loss", "losses/q_values", "charts/epsilon", "eval/episodic_return"):
@@ -81,9 +82,11 @@ def test_online_run_then_a_dataset_from_its_model_then_an_offline_run(tmp_cwd):
 
     collect.main(["--out", str(tmp_cwd / "d.npz"), "--transitions", "500", "--policy", "online", "--epsilon", "0.3"])
     cfg = make_config("algo=fqi", f"algo.dataset={tmp_cwd / 'd.npz'}", "algo.K=2", "algo.S=50", "log.every=100", *TINY)
-    final = runner.train(cfg, tmp_cwd / "offline")
+    with caplog.at_level(logging.INFO, logger="rlrun"):
+        final = runner.train(cfg, tmp_cwd / "offline")
     summary = json.loads((tmp_cwd / "offline" / "summary.json").read_text())
     assert summary["steps"] == 600 and summary["x_axis"] == "gradient_steps" and math.isfinite(final)  # offline
+    assert "| 600 gradient steps |" in caplog.messages[-1]  # the last line in the run's own unit
     assert [s for s, _ in read_scalars(tmp_cwd / "offline")["losses/q_loss"]] == [100, 200, 300, 400, 500, 600]
 
 

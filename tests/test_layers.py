@@ -17,8 +17,10 @@ PACKAGE = Path(rlrun.__file__).parent
 
 # Lowest first; a module may import its own layer or any layer below it.
 LAYERS = [
-    ("primitives", {"rlrun.config", "rlrun.stops", "rlrun.quiet", "rlrun.state", "rlrun.nets", "rlrun.cem", "rlrun.logger", "rlrun.lock"}),
-    ("env and data", {"rlrun.envs", "rlrun.tasks", "rlrun.gym_envs", "rlrun.data", "rlrun.buffers", "rlrun.datasets"}),
+    ("primitives", {"rlrun.config", "rlrun.stops", "rlrun.quiet", "rlrun.state", "rlrun.nets", "rlrun.cem", "rlrun.logger", "rlrun.lock",
+                    "rlrun.console", "rlrun.events"}),
+    ("env and data", {"rlrun.envs", "rlrun.tasks", "rlrun.gym_envs", "rlrun.data", "rlrun.buffers", "rlrun.datasets",
+                      "rlrun.memory"}),
     ("algorithms", {"rlrun.algos"}),
     ("assembly", {"rlrun.build", "rlrun.checkpoint", "rlrun.evaluation"}),
     ("the loop", {"rlrun.runner"}),

@@ -121,9 +121,9 @@ def test_resume_alone_continues_with_the_runs_own_algo_env_budget_and_intervals(
 
 
 def test_resume_may_raise_the_budget_and_refuses_other_keys(tmp_path):
-    run_dir = tmp_path / "run"
-    run_cli("total_timesteps=300", "eval.episodes=1", "log.progress=none", f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    run_cli(f"resume={run_dir}", "total_timesteps=600", cwd=tmp_path)
+    run_cli("algo.lr=0.01", "total_timesteps=300", "eval.episodes=1", "log.progress=none", cwd=tmp_path)
+    (run_dir,) = (tmp_path / "outputs").glob("*/*")  # <time>_reinforce_cartpole_algo.lr=0.01,total_timesteps=300
+    run_cli(f"resume={run_dir}", "total_timesteps=600", cwd=tmp_path)  # its `=` and `,` taken as typed
     assert json.loads((run_dir / "summary.json").read_text())["env_steps"] >= 600
     before = {p.name: p.read_bytes() for p in (run_dir / ".hydra").iterdir()}
     gamma = OmegaConf.load(run_dir / ".hydra" / "config.yaml").algo.gamma
