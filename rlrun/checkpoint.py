@@ -148,10 +148,10 @@ def stored_config(run_dir: Path, hydra_config: bytes | None) -> DictConfig:
             raise ConfigError("resume", str(run_dir), f"a run whose .hydra/config.yaml is readable ({err})") from None
         if isinstance(stored, DictConfig) and "algo" in stored and "env" in stored:
             return stored
-    found = sorted(run_dir.rglob(f"{CHECKPOINT_DIR}/step_*.pt"))
-    if not found:
+    found = latest_checkpoint(run_dir)  # its own, never a run's in a folder below it (a sweep's parent)
+    if found is None:
         raise ConfigError("resume", str(run_dir), f"a run folder rlrun made (with .hydra/config.yaml or {CHECKPOINT_DIR}/)")
-    return OmegaConf.create(_load_rlrun_file(found[-1], "cpu", "algo", "a checkpoint")["config"])
+    return OmegaConf.create(_load_rlrun_file(found, "cpu", "algo", "a checkpoint")["config"])
 
 
 def continued_config(cfg: DictConfig, stored: DictConfig, given: list[str], run_dir: Path) -> DictConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from omegaconf import OmegaConf
 
 from rlrun import checkpoint, runner
 from rlrun.algos.reinforce import Reinforce
+from rlrun.config import ConfigError
 from tests.conftest import make_config, read_scalars, run_cli
 
 REINFORCE = ["algo=reinforce", "eval.every=500", "eval.episodes=2", "checkpoint.every=500", "log.progress=none"]
@@ -155,3 +157,13 @@ def test_resume_of_a_folder_rlrun_did_not_make_is_one_line(tmp_path):
         )
     ]
     assert (tmp_path / "empty").is_dir() and not any((tmp_path / "empty").iterdir())  # the user's folder stays
+
+
+def test_resume_of_a_folder_above_runs_is_refused_not_taken_for_one_of_them(tmp_path):
+    """A sweep's folder holds runs in folders below it; resume= of the sweep folder must not train one
+    of their configs in the sweep folder itself."""
+    below = tmp_path / "sweep" / "seed=0" / checkpoint.CHECKPOINT_DIR
+    below.mkdir(parents=True)
+    (below / "step_000000000100.pt").write_bytes(b"")
+    with pytest.raises(ConfigError, match=re.escape("a run folder rlrun made (with .hydra/config.yaml or checkpoints/)")):
+        checkpoint.stored_config(tmp_path / "sweep", None)
