@@ -142,3 +142,31 @@ def test_a_read_only_folder_is_one_line(tmp_path):
 def test_a_folder_is_created_when_missing(tmp_path):
     with RunLock(tmp_path / "seed=1"):
         assert (tmp_path / "seed=1" / LOCK_FILE).is_file()
+
+
+def test_two_rlrun_commands_on_one_run_folder_the_second_is_refused_and_a_killed_first_resumes(tmp_path):
+    """seed=0 and seed=1 aimed at one hydra.run.dir: the second rlrun is one line, exit 2, and leaves
+    the first's files alone; once the first is killed with SIGKILL its folder resumes."""
+    from tests.conftest import run_cli
+
+    run_dir = tmp_path / "run"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "rlrun.cli", "seed=0", "total_timesteps=10000000", "log.progress=none",
+         f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (run_dir / ".hydra" / "config.yaml").is_file():  # written once the folder is the first's
+            assert first.poll() is None and time.monotonic() < deadline, "the first run never started"
+            time.sleep(0.1)
+        config_before = (run_dir / ".hydra" / "config.yaml").read_bytes()
+        second = run_cli("seed=1", "total_timesteps=1000", f"hydra.run.dir={run_dir}", cwd=tmp_path, check=False)
+        assert second.returncode == 2 and len(second.stderr.strip().splitlines()) == 1
+        assert f"a run folder no other rlrun process is using (process {first.pid} holds it" in second.stderr
+        assert (run_dir / ".hydra" / "config.yaml").read_bytes() == config_before
+    finally:
+        first.kill()
+        first.wait()
+    resumed = run_cli(f"resume={run_dir}", "total_timesteps=1000", "eval.episodes=1", cwd=tmp_path)
+    assert resumed.returncode == 0 and (run_dir / "summary.json").is_file()
