@@ -112,3 +112,12 @@ def test_a_dataset_smaller_than_a_batch_is_refused(tmp_path):
     datasets.save(tmp_path / "small.npz", HAND_MADE)
     with pytest.raises(ConfigError, match="algo.batch_size=64 is not allowed: <= the dataset's 3 transitions"):
         build(make_config("algo=fqi", f"algo.dataset={tmp_path / 'small.npz'}"))
+
+
+def test_the_learning_rate_anneals_to_zero_over_lr_anneal_steps_and_is_what_adam_uses():
+    algo = build(make_config("algo=fqi", "algo.N=64", "algo.batch_size=16", "algo.learning_starts=0",
+                             "algo.K=1", "algo.S=1", "algo.lr_anneal_steps=256"))
+    for step in (0, 64, 192, 256, 320):
+        lr = algo.iterate(step)[1]["charts/learning_rate"]
+        assert lr == pytest.approx(algo.cfg.lr * max(0.0, 1 - step / 256))
+        assert all(group["lr"] == lr for group in algo.optimizer.param_groups)

@@ -112,6 +112,11 @@ class FittedQ(Algorithm):
             if len(self.buffer) < cfg.learning_starts:
                 return steps, metrics
 
+        if cfg.lr_anneal_steps is not None:  # a Q-function that stops moving at the end of the budget
+            lr = cfg.lr * max(0.0, 1 - step / cfg.lr_anneal_steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            metrics["charts/learning_rate"] = lr
         fitted: list[dict[str, torch.Tensor]] = []
         for _ in range(cfg.K):
             # 2. targets from the frozen phi' of this iteration

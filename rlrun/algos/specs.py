@@ -60,6 +60,7 @@ FITTED_Q_RULES = {
     "lr": number(0, low_open=True),
     "target_update": choice("iteration", "polyak"),
     "tau": number(0, 1, low_open=True),
+    "lr_anneal_steps": optional(integer(1)),
     "her": Rule(lambda v: isinstance(v, DictConfig) and set(v) == set(HER_RULES), "a mapping {strategy: ..., k: ...}"),
     **SHARED_NET_RULES,
 }
