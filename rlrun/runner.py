@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import matplotlib.image
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -320,6 +319,8 @@ def write_artefacts(run_dir: Path, artefacts: dict) -> None:
     """Arrays as .npy, [H, W, 3] uint8 pictures as .png."""
     for name, value in artefacts.items():
         if name.endswith(".png"):
+            import matplotlib.image  # only runs with pictures (dynamic programming) pay its 0.4 s import
+
             matplotlib.image.imsave(run_dir / name, value)
         else:
             np.save(run_dir / name, value)
