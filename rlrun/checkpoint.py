@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -121,13 +122,21 @@ def _flat(container: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _follows_mutable(value: Any) -> bool:
+    """A value that is only an interpolation of a key resume may change (ppo's `lr_anneal_steps:
+    ${total_timesteps}`): it changes with that key, so a raised budget also lengthens the annealing."""
+    match = re.fullmatch(r"\$\{([\w.]+)\}", value) if isinstance(value, str) else None
+    return match is not None and match[1].split(".")[0] in MUTABLE_KEYS
+
+
 def check_same_run(saved: dict, cfg: DictConfig, run_dir: Path) -> None:
     """Refuse to continue a run with a config that changes what was being trained."""
     before = _flat(saved)
     now = _flat(OmegaConf.to_container(cfg, resolve=True))
+    raw = _flat(OmegaConf.to_container(cfg, resolve=False))
     keys = sorted(set(before) | set(now), key=lambda k: (k not in ("algo.name", "env.name"), k))  # the gist first
     for key in keys:
-        if key.split(".")[0] in MUTABLE_KEYS or before.get(key) == now.get(key):
+        if key.split(".")[0] in MUTABLE_KEYS or before.get(key) == now.get(key) or _follows_mutable(raw.get(key)):
             continue
         if key not in before and now[key] in (None, False):  # a key added since, at its off default
             continue

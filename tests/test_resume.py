@@ -167,3 +167,13 @@ def test_resume_of_a_folder_above_runs_is_refused_not_taken_for_one_of_them(tmp_
     (below / "step_000000000100.pt").write_bytes(b"")
     with pytest.raises(ConfigError, match=re.escape("a run folder rlrun made (with .hydra/config.yaml or checkpoints/)")):
         checkpoint.stored_config(tmp_path / "sweep", None)
+
+
+def test_a_key_that_follows_the_budget_may_change_with_it_on_resume(tmp_path):
+    """ppo's lr_anneal_steps is ${total_timesteps}: raising the budget on resume is allowed and
+    stretches the annealing; setting it to another number is still a change of what is trained."""
+    saved = OmegaConf.to_container(make_config("algo=ppo", "total_timesteps=512"), resolve=True)
+    checkpoint.check_same_run(saved, make_config("algo=ppo", "total_timesteps=1024"), tmp_path)
+    with pytest.raises(ConfigError, match=re.escape("algo.lr_anneal_steps=300 is not allowed: 512, as the run in")):
+        checkpoint.check_same_run(saved, make_config("algo=ppo", "total_timesteps=1024", "algo.lr_anneal_steps=300"),
+                                  tmp_path)
