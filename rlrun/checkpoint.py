@@ -160,7 +160,7 @@ def stored_config(run_dir: Path, hydra_config: bytes | None) -> DictConfig:
     found = latest_checkpoint(run_dir)  # its own, never a run's in a folder below it (a sweep's parent)
     if found is None:
         raise ConfigError("resume", str(run_dir), f"a run folder rlrun made (with .hydra/config.yaml or {CHECKPOINT_DIR}/)")
-    return OmegaConf.create(_load_rlrun_file(found, "cpu", "algo", "a checkpoint")["config"])
+    return OmegaConf.create(load_rlrun_file(found, "a checkpoint", "algo")["config"])
 
 
 def continued_config(cfg: DictConfig, stored: DictConfig, given: list[str], run_dir: Path) -> DictConfig:
@@ -191,9 +191,11 @@ def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
-def _load_rlrun_file(path: Path, device: str, needed: str, what: str) -> dict:
+def load_rlrun_file(path: Path, what: str, *needed: str, device: str = "cpu") -> dict:
+    """A file rlrun wrote (`what`: "a checkpoint", "a model file"): its config and the `needed` keys;
+    a ConfigError for anything else."""
     state = safe_load(path, device)
-    if not (isinstance(state, dict) and needed in state and isinstance(state.get("config"), dict)):
+    if not (isinstance(state, dict) and set(needed) <= state.keys() and isinstance(state.get("config"), dict)):
         raise ConfigError("checkpoint", str(path), f"{what} written by rlrun (this file is not one)")
     return state
 
@@ -211,13 +213,13 @@ def load_for_eval(path: str | Path, which: str = "final", device: str = "cpu"):
         if not path.is_file():
             raise ConfigError("which", which, f"final: {path.parent} has no {BEST_MODEL_FILE} (it never evaluated)")
     if path.is_file() and path.name in MODEL_FILES.values():
-        state = _load_rlrun_file(path, device, "networks", "a model file")
+        state = load_rlrun_file(path, "a model file", "networks", device=device)
         cfg = OmegaConf.create({**state["config"], "device": device})
         algo = build(cfg)
         load_networks(algo.networks(), state["networks"], path)
         return algo.act, cfg, int(state["step"]), path
     found = checkpoint_path(path)
-    state = _load_rlrun_file(found, device, "algo", "a checkpoint")
+    state = load_rlrun_file(found, "a checkpoint", "algo", device=device)
     cfg = OmegaConf.create({**state["config"], "device": device})
     algo = build(cfg)
     try:

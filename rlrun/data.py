@@ -169,6 +169,20 @@ class Rollout:
         return int(self.valid.sum())
 
 
+def episode_metrics(*rollouts: Rollout) -> dict[str, float]:
+    """Mean return and length of the episodes that ended during these rollouts, and the share that
+    succeeded where the env reports it; no entry for what none of them has."""
+    metrics = {}
+    returns = np.concatenate([r.episode_returns for r in rollouts])
+    if len(returns):
+        metrics["charts/episodic_return"] = float(returns.mean())
+        metrics["charts/episodic_length"] = float(np.concatenate([r.episode_lengths for r in rollouts]).mean())
+    successes = np.concatenate([r.episode_successes for r in rollouts])
+    if len(successes):
+        metrics["charts/success_rate"] = float(successes.mean())
+    return metrics
+
+
 class RolloutCollector:
     """Steps a vector env (NEXT_STEP autoreset) T steps at a time, carrying episodes across calls."""
 

@@ -335,7 +335,10 @@ def require_action_space(env_cfg: DictConfig, space: gym.Space, kinds: tuple[typ
 
 
 def flat_obs_dim(space: gym.Space) -> int:
-    """Size of an observation fed to an MLP (one-hot for Discrete observation spaces)."""
+    """Size of an observation fed to an MLP (one-hot for Discrete observation spaces, a Dict's keys
+    concatenated), as rlrun.nets.ObsEncoder gives it."""
+    if isinstance(space, gym.spaces.Dict):
+        return sum(flat_obs_dim(sub) for sub in space.spaces.values())
     if isinstance(space, gym.spaces.Discrete):
         return int(space.n)
     return int(np.prod(space.shape))

@@ -80,9 +80,8 @@ class Evaluator:
         returns = trajectories.episode_returns
         metrics = {EVAL_TAG: float(returns[self.result].mean())}
         metrics.update({f"eval/{group}/episodic_return": float(returns[i].mean()) for group, i in self.groups.items()})
-        successes = getattr(trajectories, "successes", None)
-        if successes is not None:
-            metrics[SUCCESS_TAG] = float(np.mean(successes[self.result]))
+        if trajectories.successes is not None:
+            metrics[SUCCESS_TAG] = float(np.mean(trajectories.successes[self.result]))
         return Evaluation(returns[self.result], metrics)
 
     def close(self) -> None:

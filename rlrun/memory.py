@@ -83,13 +83,6 @@ def value_bytes(space: gym.Space) -> int:
     return 8 if isinstance(space, gym.spaces.Discrete) else FLOAT * int(np.prod(space.shape))
 
 
-def input_width(space: gym.Space) -> int:
-    """Width of a space's values as a network reads them (one-hot Discrete, Dict keys concatenated)."""
-    if isinstance(space, gym.spaces.Dict):
-        return sum(input_width(sub) for sub in space.spaces.values())
-    return envs.flat_obs_dim(space)
-
-
 def transition_bytes(obs_space: gym.Space, action_space: gym.Space) -> int:
     """One stored transition: observation, next observation, action, reward, terminated flag."""
     return 2 * value_bytes(obs_space) + value_bytes(action_space) + FLOAT + 1
@@ -136,7 +129,7 @@ def networks(algo: DictConfig, spaces: tuple[gym.Space, gym.Space]) -> list[Need
     if hidden is None:
         return []
     obs_space, action_space = spaces
-    widths = [input_width(obs_space) + input_width(action_space), *hidden, input_width(action_space)]
+    widths = [envs.flat_obs_dim(obs_space) + envs.flat_obs_dim(action_space), *hidden, envs.flat_obs_dim(action_space)]
     size = PARAMETER_COPIES * FLOAT * parameters(widths)
     return [Need("algo.hidden_sizes", list(hidden), size, "a network's parameters, gradients and Adam moments")]
 
@@ -165,7 +158,7 @@ def cem(algo: DictConfig, spaces: tuple[gym.Space, gym.Space]) -> Need:
     obs_space, action_space = spaces
     pairs = algo.batch_size * algo.cem_samples
     widest = max(algo.hidden_sizes, default=1)
-    size = pairs * FLOAT * (input_width(obs_space) + input_width(action_space) + 2 * 2 * widest)
+    size = pairs * FLOAT * (envs.flat_obs_dim(obs_space) + envs.flat_obs_dim(action_space) + 2 * 2 * widest)
     # named: the one further above its default (16 samples, a batch of 64)
     key = "algo.cem_samples" if algo.cem_samples * 4 >= algo.batch_size else "algo.batch_size"
     return Need(key, algo[key.removeprefix("algo.")], size, f"CEM's {pairs} (state, action) pairs per gradient step")

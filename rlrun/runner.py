@@ -195,9 +195,8 @@ def resume(cfg: DictConfig, run_dir: Path, algo: Algorithm) -> Progress:
         if cfg.resume is not None:
             log.warning("%s holds no checkpoint yet: training it again from step 0 with its own config", run_dir)
         return Progress()
-    state = checkpoint.safe_load(path)  # on the CPU: numpy buffers and generator states want it there
-    if not isinstance(state, dict) or not {"config", "algo", "rng", "runner"} <= state.keys():
-        raise ConfigError("checkpoint", str(path), "a checkpoint written by rlrun (this file is not one)")
+    # on the CPU: numpy buffers and generator states want it there
+    state = checkpoint.load_rlrun_file(path, "a checkpoint", "algo", "rng", "runner")
     checkpoint.check_same_run(state["config"], cfg, run_dir)
     try:
         algo.load_state_dict(state["algo"])
@@ -222,7 +221,8 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     unit = algo.x_axis
     log_every = cfg.log.every if cfg.log.every is not None else DEFAULT_LOG_EVERY[unit]
     config = OmegaConf.to_container(cfg, resolve=True)
-    evaluator = evaluation.Evaluator(cfg.env, cfg.eval.episodes, cfg.seed, task_config(cfg))
+    task_cfg = task_config(cfg)
+    evaluator = evaluation.Evaluator(cfg.env, cfg.eval.episodes, cfg.seed, task_cfg)
     after_earlier_event_files(events_dir(run_dir))
     logger = Logger(run_dir, cfg, start_step=progress.step, unit=UNIT_NAMES[unit])
     last_good = checkpoint.latest_checkpoint(run_dir)
@@ -249,7 +249,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     def record_video() -> None:
         name = f"step_{progress.step:012d}"
         _, frames, fps = evaluation.record_episode(
-            cfg.env, algo.act, evaluation.eval_seed(cfg.seed), run_dir / evaluation.VIDEO_DIR, name, task_config(cfg)
+            cfg.env, algo.act, evaluation.eval_seed(cfg.seed), run_dir / evaluation.VIDEO_DIR, name, task_cfg
         )
         logger.video(evaluation.VIDEO_TAG, progress.step, evaluation.tensorboard_clip(frames), fps)
         progress.video_at = progress.step

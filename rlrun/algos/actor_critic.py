@@ -20,7 +20,7 @@ import torch
 
 from rlrun.algos.base import Context
 from rlrun.algos.on_policy import OnPolicy, explained_variance, masked_mean
-from rlrun.data import discounted_returns, gae
+from rlrun.data import discounted_returns, episode_metrics, gae
 
 
 class ActorCritic(OnPolicy):
@@ -65,7 +65,7 @@ class ActorCritic(OnPolicy):
             "losses/value_loss": value_loss.item(),
             "losses/entropy": entropy.item(),
         }
-        return 1, {**metrics, **self.episode_metrics(rollout)}
+        return 1, {**metrics, **episode_metrics(rollout)}
 
     def batched_box(self) -> tuple[int, dict[str, float]]:
         cfg = self.cfg
@@ -102,6 +102,6 @@ class ActorCritic(OnPolicy):
             "losses/value_loss": value_loss.item(),
             "losses/entropy": entropy.item(),
             **explained_variance(values[valid].detach(), returns[valid]),
-            **self.episode_metrics(rollout),
+            **episode_metrics(rollout),
         }
         return rollout.steps, metrics

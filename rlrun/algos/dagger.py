@@ -26,7 +26,7 @@ from rlrun import envs
 from rlrun.algos.base import Context
 from rlrun.algos.imitation import Imitation
 from rlrun.config import ConfigError
-from rlrun.data import RolloutCollector
+from rlrun.data import RolloutCollector, episode_metrics
 
 
 class DAgger(Imitation):
@@ -81,10 +81,7 @@ class DAgger(Imitation):
         # 4. refit pi_theta on all of D
         metrics = self.fit(self.states, self.expert_actions, cfg.S)
         metrics["charts/expert_labels"] = float(len(self.states))
-        if len(rollout.episode_returns):
-            metrics["charts/episodic_return"] = float(rollout.episode_returns.mean())
-            metrics["charts/episodic_length"] = float(rollout.episode_lengths.mean())
-        return rollout.steps, metrics
+        return rollout.steps, {**metrics, **episode_metrics(rollout)}
 
     def state_dict(self) -> dict:
         return {

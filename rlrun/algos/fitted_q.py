@@ -25,7 +25,7 @@ from rlrun import envs
 from rlrun.algos.base import Algorithm, Context, plain
 from rlrun.buffers import HindsightReplayBuffer, ReplayBuffer, Transitions, has_goals
 from rlrun.config import ConfigError
-from rlrun.data import Observations, RolloutCollector
+from rlrun.data import Observations, RolloutCollector, episode_metrics
 from rlrun.nets import as_tensors
 
 
@@ -104,11 +104,7 @@ class FittedQ(Algorithm):
             rollout = self.collector.collect(actions, T=cfg.N // cfg.num_envs)
             self.buffer.add_rollout(rollout)
             steps = rollout.steps
-            if len(rollout.episode_returns):
-                metrics["charts/episodic_return"] = float(rollout.episode_returns.mean())
-                metrics["charts/episodic_length"] = float(rollout.episode_lengths.mean())
-            if len(rollout.episode_successes):
-                metrics["charts/success_rate"] = float(rollout.episode_successes.mean())
+            metrics.update(episode_metrics(rollout))
             if len(self.buffer) < cfg.learning_starts:
                 return steps, metrics
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from rlrun.algos.base import Algorithm, Context, plain
-from rlrun.data import Rollout, RolloutCollector
+from rlrun.data import RolloutCollector
 from rlrun.nets import ActorCritic as ActorCriticNet
 
 
@@ -69,17 +69,6 @@ class OnPolicy(Algorithm):
         if self.cfg.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.parameters, self.cfg.max_grad_norm)
         self.optimizer.step()
-
-    @staticmethod
-    def episode_metrics(*rollouts: Rollout) -> dict[str, float]:
-        """Mean return and length of the episodes that ended during these rollouts (none: no entry)."""
-        returns = np.concatenate([r.episode_returns for r in rollouts])
-        if len(returns) == 0:
-            return {}
-        return {
-            "charts/episodic_return": float(returns.mean()),
-            "charts/episodic_length": float(np.concatenate([r.episode_lengths for r in rollouts]).mean()),
-        }
 
     def networks(self) -> dict[str, torch.nn.Module]:
         return {"actor_critic": self.net}

@@ -15,7 +15,7 @@ import torch
 
 from rlrun.algos.base import Context
 from rlrun.algos.on_policy import OnPolicy, explained_variance
-from rlrun.data import gae
+from rlrun.data import episode_metrics, gae
 
 
 def clipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor, clip_range: float) -> torch.Tensor:
@@ -72,7 +72,7 @@ class PPO(OnPolicy):
             "losses/clipfrac": clipfrac,
             **explained_variance(new_values, batch["returns"]),
             "charts/learning_rate": lr,
-            **self.episode_metrics(rollout),
+            **episode_metrics(rollout),
         }
         return rollout.steps, metrics
 
