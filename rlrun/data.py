@@ -199,6 +199,12 @@ class RolloutCollector:
 
     def load_state_dict(self, state: dict) -> None:
         load_plain_state(self, state)
+        if not getattr(self.env, "keeps_state", True):
+            # the envs are not where the saved observations were (envpool's): every env starts a new episode
+            self.obs, _ = self.env.reset()
+            self.resetting[:] = False
+            self.episode_return[:] = 0.0
+            self.episode_length[:] = 0
 
     def collect(self, sample: Callable[[Observations], tuple[np.ndarray, np.ndarray]], T: int) -> Rollout:
         """`sample(obs)` returns (actions to store, actions for the env) for a batch of observations."""

@@ -32,10 +32,11 @@ from rlrun import tasks
 from rlrun.config import ConfigError, Rule, flag, integer, optional
 
 # Keys of an env config that describe the env rather than being passed to `gymnasium.make`.
-_OWN_KEYS = ("name", "id", "max_episode_steps", "kwargs", "allow_import")
+_OWN_KEYS = ("name", "id", "max_episode_steps", "kwargs", "allow_import", "backend")
 
 _MAX_EPISODE_STEPS = optional(integer(1))
 _ALLOW_IMPORT = flag()
+BACKENDS = ("gymnasium", "envpool")
 
 # Arguments `gymnasium.make` takes itself rather than passing them to the env's constructor.
 _MAKE_OWN = frozenset(inspect.signature(gym.make).parameters) - {"id", "kwargs"}
@@ -155,10 +156,40 @@ def make_env(env_cfg: DictConfig, **extra: Any) -> gym.Env:
         return gym.make(name, **kwargs, **extra)
 
 
+def backend(env_cfg: DictConfig, task_cfg: DictConfig | None = None) -> str:
+    """The env config's `backend` (gymnasium when it has none), once it is one that can run this env:
+    envpool needs the extra installed, an id of `envpool_vec.TERMINAL`, no keyword arguments and no tasks."""
+    name = OmegaConf.select(env_cfg, "backend", default=None) or "gymnasium"
+    if name not in BACKENDS:
+        raise ConfigError("env.backend", name, " or ".join(BACKENDS))
+    if name == "gymnasium":
+        return name
+    from rlrun.envpool_vec import TERMINAL
+
+    if importlib.util.find_spec("envpool") is None:
+        raise ConfigError(
+            "env.backend", name, 'gymnasium, or envpool once installed: pip install "rlrun[envpool]" (Python >= 3.11)'
+        )
+    gym_id = env_id(env_cfg)
+    if gym_id not in TERMINAL:
+        raise ConfigError("env.backend", name, f"gymnasium for env.id={gym_id} (envpool runs {', '.join(TERMINAL)})")
+    keys = [key for key, _ in _user_kwargs(env_cfg).values()]
+    if keys:
+        raise ConfigError("env.backend", name, f"gymnasium with {', '.join(keys)} (envpool's envs take no keyword arguments)")
+    if task_cfg is not None:
+        raise ConfigError("env.backend", name, "gymnasium with a task distribution (tasks wrap gymnasium envs)")
+    return name
+
+
 def make_vec_env(
-    env_cfg: DictConfig, num_envs: int, task_cfg: DictConfig | None = None, seed: int = 0
+    env_cfg: DictConfig,
+    num_envs: int,
+    task_cfg: DictConfig | None = None,
+    seed: int = 0,
+    backend_name: str | None = None,
 ) -> gym.vector.VectorEnv:
-    """`num_envs` copies stepped as one batch, numpy-vectorised where gymnasium has it.
+    """`num_envs` copies stepped as one batch, numpy-vectorised where gymnasium has it, or in an
+    envpool pool where the config's `backend` (or `backend_name`, which overrides it) says envpool.
 
     With `task_cfg`, copy i draws a train task at every reset from a generator of (`seed`, i)
     (`tasks.wrap`); the copies are then separate envs stepped in turn, since a numpy-vectorised
@@ -166,6 +197,8 @@ def make_vec_env(
     Autoreset is gymnasium's default NEXT_STEP: the step that ends an episode returns its final
     observation, and the following step resets that sub-env (its action is ignored).
     """
+    if (backend_name or backend(env_cfg, task_cfg)) == "envpool":
+        return _envpool_vec_env(env_cfg, num_envs)
     if task_cfg is not None:
         return gym.vector.SyncVectorEnv(
             [lambda slot=slot: tasks.wrap(make_env(env_cfg), task_cfg, seed, slot) for slot in range(num_envs)]
@@ -175,6 +208,22 @@ def make_vec_env(
     with _gym_errors(name):
         mode = "vector_entry_point" if gym.spec(name).vector_entry_point is not None else "sync"
         return gym.make_vec(name, num_envs=num_envs, vectorization_mode=mode, **kwargs)
+
+
+def _envpool_vec_env(env_cfg: DictConfig, num_envs: int) -> gym.vector.VectorEnv:
+    """The envpool pool of env_cfg's id with gymnasium's spaces and time limit (`rlrun.envpool_vec`)."""
+    from rlrun import envpool_vec
+
+    backend(env_cfg)  # refuses what envpool cannot run
+    env = make_env(env_cfg)  # for its spaces and time limit
+    try:
+        spaces, limit = (env.observation_space, env.action_space), env.spec.max_episode_steps
+    finally:
+        env.close()
+    name = env_id(env_cfg)
+    return envpool_vec.EnvPoolVecEnv(
+        envpool_vec.pool_maker(name, num_envs, limit), num_envs, *spaces, envpool_vec.TERMINAL[name]
+    )
 
 
 def make_fixed_task_vec_env(env_cfg: DictConfig, task_cfg: DictConfig, fixed: list[tasks.Task]) -> gym.vector.VectorEnv:
@@ -199,6 +248,7 @@ def check_env(
     and takes one random action. Raises ConfigError naming the key at fault.
     """
     name = env_id(env_cfg)
+    backend(env_cfg, task_cfg)
     kwargs = _user_kwargs(env_cfg)
     with _gym_errors(name):
         spec = gym.spec(name)

@@ -59,8 +59,8 @@ class Evaluator:
         self.seed = eval_seed(seed)
         self.result = np.arange(episodes)  # the indices of the episodes whose returns are the result
         self.groups: dict[str, np.ndarray] = {}  # a tag's middle part -> the indices of its episodes
-        if task_cfg is None:
-            self.env = envs.make_vec_env(env_cfg, episodes)
+        if task_cfg is None:  # gymnasium's envs whatever env.backend trains on: the same initial states for both
+            self.env = envs.make_vec_env(env_cfg, episodes, backend_name="gymnasium")
             return
         fixed = tasks.eval_tasks(task_cfg)
         every_episode: list[tasks.Task] = []

@@ -40,7 +40,8 @@ def plain_state(obj: Any) -> dict:
 
     For envs that carry episodes across iterations: positions, time-limit counters, autoreset flags
     and generators, as data `safe_load` accepts, so a resumed run steps on from the same states.
-    What is not plain data (renderers, specs) is left out; it does not change between steps.
+    What is not plain data (renderers, specs) is left out; it does not change between steps. An env
+    whose `keeps_state` is false (rlrun.envpool_vec: its envs live in envpool) is left out whole.
     """
     state: dict[str, tuple[str, Any]] = {}
     for key, value in vars(obj).items():
@@ -52,7 +53,7 @@ def plain_state(obj: Any) -> dict:
             state[key] = ("arrays", {k: torch.from_numpy(v.copy()) for k, v in value.items()})
         elif value is None or isinstance(value, (bool, int, float, str)):
             state[key] = ("value", value)
-        elif isinstance(value, (gym.Env, gym.vector.VectorEnv, gym.Space)):
+        elif isinstance(value, (gym.Env, gym.vector.VectorEnv, gym.Space)) and getattr(value, "keeps_state", True):
             state[key] = ("object", plain_state(value))
         elif isinstance(value, list) and value and all(isinstance(v, gym.Env) for v in value):
             state[key] = ("objects", [plain_state(v) for v in value])
