@@ -250,11 +250,133 @@ class StateActionQ(nn.Module):
         return h.reshape(self.n, *batch_shape)
 
 
-def adam(params, lr: float) -> torch.optim.Optimizer:
+class Adam:
+    """Adam, the same arithmetic as torch.optim.Adam and the same state_dict, without torch.optim:
+    torch's Optimizer imports torch._dynamo the first time it adds a parameter group or steps
+    (about 1 s on a CPU, as long as `import torch` itself), and nothing rlrun does needs dynamo.
+
+    `fused=True` runs torch's fused kernel, as torch.optim.Adam(fused=True) does, where this torch
+    has it for the parameters' device; otherwise (and with fused=False) the element-wise steps of
+    torch's single-tensor Adam, as torch.optim.Adam(foreach=False). Either way the results are
+    bit-identical to that torch.optim.Adam's, and checkpoints load in both directions. The learning
+    rate is read from `param_groups[i]["lr"]` at every step, so schedules set it there."""
+
+    def __init__(
+        self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, fused: bool = False
+    ):
+        params = list(params)
+        if not params:
+            raise ValueError("Adam got an empty parameter list")
+        self.fused = fused and _fused_adam_works(params[0])
+        self.param_groups = [{"params": params, "lr": lr, "betas": tuple(betas), "eps": eps}]
+        self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
+
+    def zero_grad(self) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+    def new_state(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
+        """torch.optim.Adam's, made at a parameter's first step: the step count a float scalar (on
+        the parameter's device for the fused kernel only) and the two moments."""
+        if self.fused:
+            step = torch.zeros((), dtype=torch.float32, device=p.device)
+        else:
+            step = torch.tensor(0.0, dtype=_scalar_dtype())
+        zeros = [torch.zeros_like(p, memory_format=torch.preserve_format) for _ in range(2)]
+        self.state[p] = {"step": step, "exp_avg": zeros[0], "exp_avg_sq": zeros[1]}
+        return self.state[p]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            states = [self.state[p] if p in self.state else self.new_state(p) for p in params]
+            grads = [p.grad for p in params]
+            exp_avgs, exp_avg_sqs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
+            steps = [s["step"] for s in states]
+            lr, (beta1, beta2), eps = float(group["lr"]), group["betas"], group["eps"]
+            torch._foreach_add_(steps, 1)
+            if self.fused:
+                torch._fused_adam_(
+                    params, grads, exp_avgs, exp_avg_sqs, [], steps,
+                    lr=lr, beta1=beta1, beta2=beta2, weight_decay=0.0, eps=eps, amsgrad=False, maximize=False,
+                )
+                continue
+            # torch's single-tensor Adam, op for op, each op applied to all tensors at once
+            torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+            torch._foreach_mul_(exp_avg_sqs, beta2)
+            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+            counts = [s.item() for s in steps]
+            denoms = torch._foreach_sqrt(exp_avg_sqs)
+            torch._foreach_div_(denoms, [(1 - beta2**n) ** 0.5 for n in counts])
+            torch._foreach_add_(denoms, eps)
+            torch._foreach_addcdiv_(params, exp_avgs, denoms, [-(lr / (1 - beta1**n)) for n in counts])
+
+    def state_dict(self) -> dict:
+        """torch.optim.Adam's layout: state by parameter index, groups with their hyperparameters."""
+        index: dict[torch.Tensor, int] = {}
+        groups = []
+        for group in self.param_groups:
+            ids = [index.setdefault(p, len(index)) for p in group["params"]]
+            groups.append({
+                "lr": group["lr"], "betas": group["betas"], "eps": group["eps"], "weight_decay": 0, "amsgrad": False,
+                "maximize": False, "foreach": None, "capturable": False, "differentiable": False,
+                "fused": True if self.fused else None, "decoupled_weight_decay": False, "params": ids,
+            })
+        return {"state": {index[p]: dict(s) for p, s in self.state.items()}, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """From this class or torch.optim.Adam (checkpoints of earlier rlrun versions): the moments,
+        step counts, learning rate, betas and eps."""
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        if any(len(g["params"]) != len(s["params"]) for g, s in zip(self.param_groups, saved_groups)):
+            raise ValueError("loaded state dict contains a parameter group that doesn't match the size of optimizer's group")
+        by_id = {i: p for g, s in zip(self.param_groups, saved_groups) for i, p in zip(s["params"], g["params"])}
+        state = {}
+        for i, saved in state_dict["state"].items():
+            p = by_id[i]
+            step = saved["step"].to(dtype=torch.float32, device=p.device) if self.fused else saved["step"].clone()
+            state[p] = {
+                "step": step,
+                "exp_avg": saved["exp_avg"].to(dtype=p.dtype, device=p.device, copy=True),
+                "exp_avg_sq": saved["exp_avg_sq"].to(dtype=p.dtype, device=p.device, copy=True),
+            }
+        for group, saved in zip(self.param_groups, saved_groups):
+            group.update(lr=saved["lr"], betas=tuple(saved["betas"]), eps=saved["eps"])
+        self.state = state
+
+
+def _scalar_dtype() -> torch.dtype:
+    """The dtype of torch.optim.Adam's step counts off the fused path."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+_FUSED_WORKS: dict[tuple[str, torch.dtype], bool] = {}
+
+
+def _fused_adam_works(p: torch.Tensor) -> bool:
+    """Whether this torch has the fused Adam kernel for `p`'s device and dtype (older ones lack it on the CPU)."""
+    key = (p.device.type, p.dtype)
+    if key not in _FUSED_WORKS:
+        try:
+            t = [torch.zeros(1, dtype=p.dtype, device=p.device) for _ in range(4)]
+            step = torch.ones((), dtype=torch.float32, device=p.device)
+            torch._fused_adam_(
+                [t[0]], [t[1]], [t[2]], [t[3]], [], [step],
+                lr=0.1, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False,
+            )
+            _FUSED_WORKS[key] = True
+        except (RuntimeError, NotImplementedError, AttributeError):
+            _FUSED_WORKS[key] = False
+    return _FUSED_WORKS[key]
+
+
+def adam(params, lr: float) -> Adam:
     """Adam with torch's fused kernel where this torch has it for the device: for the small
     networks of many quick gradient steps, the per-step overhead is most of the cost."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except RuntimeError:
-        return torch.optim.Adam(params, lr=lr)
+    return Adam(params, lr=lr, fused=True)

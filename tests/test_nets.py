@@ -1,14 +1,16 @@
-"""The policy distributions against torch.distributions, and their samplers against their probabilities."""
+"""The policy distributions against torch.distributions, their samplers against their probabilities,
+and rlrun's Adam against torch.optim.Adam."""
 
 from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from torch.distributions import Categorical as TorchCategorical
 from torch.distributions import Independent, Normal
 
-from rlrun.nets import Categorical, DiagonalGaussian
+from rlrun.nets import Adam, Categorical, DiagonalGaussian
 
 
 def test_categorical_log_prob_and_entropy_match_torch():
@@ -50,3 +52,81 @@ def test_diagonal_gaussian_samples_have_its_mean_and_std():
     std = log_std.exp()
     assert ((samples.mean(0) - mean).abs() < 4 * std / math.sqrt(n)).all()
     assert ((samples.std(0) - std).abs() < 0.02 * std).all()
+
+
+def two_layer_nets(n: int) -> list[torch.nn.Module]:
+    """`n` identical small networks, plus a parameter that never gets a gradient (Adam skips it)."""
+    nets = []
+    for _ in range(n):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2))
+        net.unused = torch.nn.Parameter(torch.ones(3))
+        nets.append(net)
+    return nets
+
+
+def adam_steps(net: torch.nn.Module, optimizer, steps: range, lr: float = 0.01) -> None:
+    """Gradient steps on a fixed regression, with the learning rate annealed through param_groups."""
+    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(1))
+    for i in steps:
+        optimizer.param_groups[0]["lr"] = lr * (1 - i / 100)
+        optimizer.zero_grad()
+        (net(x) - x[:, :2]).pow(2).mean().backward()
+        optimizer.step()
+
+
+def torch_adam_like(ours: Adam, params, eps: float) -> torch.optim.Adam:
+    """The torch.optim.Adam whose arithmetic `ours` reproduces: fused, or the single-tensor loop."""
+    return torch.optim.Adam(params, lr=0.01, eps=eps, **({"fused": True} if ours.fused else {"foreach": False}))
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_adam_steps_and_state_dict_are_torch_optim_adams_bit_for_bit(fused):
+    a, b = two_layer_nets(2)
+    ours = Adam(a.parameters(), lr=0.01, eps=1e-5, fused=fused)
+    theirs = torch_adam_like(ours, b.parameters(), eps=1e-5)
+    adam_steps(a, ours, range(30))
+    adam_steps(b, theirs, range(30))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert torch.equal(a.unused, torch.ones(3))
+    mine, reference = ours.state_dict(), theirs.state_dict()
+    keys = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "fused", "params")
+    assert [{k: g[k] for k in keys} for g in mine["param_groups"]] == [{k: g[k] for k in keys} for g in reference["param_groups"]]
+    assert mine["state"].keys() == reference["state"].keys() == {1, 2, 3, 4}  # not the unused parameter (index 0)
+    for i, state in mine["state"].items():
+        assert state.keys() == reference["state"][i].keys()
+        assert all(torch.equal(v, reference["state"][i][k]) and v.dtype == reference["state"][i][k].dtype
+                   for k, v in state.items())
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_adam_continues_from_a_torch_optim_adam_checkpoint_and_back(fused, tmp_path):
+    """Checkpoints of earlier versions hold torch.optim.Adam's state_dict: resuming from one steps on
+    exactly as torch would have; and torch.optim.Adam reads ours."""
+    a, b, c = two_layer_nets(3)
+    theirs = torch_adam_like(Adam(a.parameters(), lr=0.01, fused=fused), b.parameters(), eps=1e-8)
+    adam_steps(b, theirs, range(10))
+    torch.save({"net": b.state_dict(), "optimizer": theirs.state_dict()}, tmp_path / "ckpt.pt")
+    saved = torch.load(tmp_path / "ckpt.pt")
+    a.load_state_dict(saved["net"])
+    ours = Adam(a.parameters(), lr=0.5, fused=fused)
+    ours.load_state_dict(saved["optimizer"])
+    adam_steps(a, ours, range(10, 20))
+    adam_steps(b, theirs, range(10, 20))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+    c.load_state_dict(a.state_dict())
+    back = torch_adam_like(ours, c.parameters(), eps=1e-8)
+    torch.save(ours.state_dict(), tmp_path / "ours.pt")
+    back.load_state_dict(torch.load(tmp_path / "ours.pt"))
+    adam_steps(a, ours, range(20, 25))
+    adam_steps(c, back, range(20, 25))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
+
+
+def test_adam_refuses_a_state_dict_of_other_parameters():
+    a, b = two_layer_nets(2)
+    ours = Adam(a.parameters(), lr=0.01)
+    adam_steps(a, ours, range(2))
+    with pytest.raises(ValueError):
+        Adam(list(b.parameters())[:2], lr=0.01).load_state_dict(ours.state_dict())

@@ -10,6 +10,7 @@ import torch
 from rlrun.algos.base import Algorithm, Context, plain
 from rlrun.data import RolloutCollector
 from rlrun.nets import ActorCritic as ActorCriticNet
+from rlrun.nets import Adam
 
 
 def masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -38,7 +39,7 @@ class OnPolicy(Algorithm):
         ).to(self.device)
         # fused: one kernel for all parameters, the cheapest Adam step for many tiny updates
         self.parameters = list(self.net.parameters())
-        self.optimizer = torch.optim.Adam(self.parameters, lr=cfg.lr, eps=1e-5, fused=True)
+        self.optimizer = Adam(self.parameters, lr=cfg.lr, eps=1e-5, fused=True)
         self.rng = ctx.rng()
         self.collector = RolloutCollector(ctx.make_vec_env(num_envs), seed=int(self.rng.integers(2**31)))
         self.bounds = (action_space.low, action_space.high) if isinstance(action_space, gym.spaces.Box) else None

@@ -13,7 +13,7 @@ import torch
 
 from rlrun.algos.base import Algorithm, Context, plain
 from rlrun.data import Trajectories, discounted_returns, sample_trajectories
-from rlrun.nets import ActionAdapter, Policy, ValueFunction
+from rlrun.nets import ActionAdapter, Adam, Policy, ValueFunction
 
 
 def policy_gradient_loss(log_probs: torch.Tensor, advantages: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -44,11 +44,11 @@ class Reinforce(Algorithm):
         self.rng = ctx.rng()
         self.to_env = ActionAdapter(action_space)
         self.policy = Policy(obs_space, action_space, cfg.hidden_sizes, cfg.activation, cfg.log_std_init).to(self.device)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr)
+        self.optimizer = Adam(self.policy.parameters(), lr=cfg.lr)
         self.value = None
         if cfg.baseline == "value":
             self.value = ValueFunction(obs_space, cfg.hidden_sizes, cfg.activation).to(self.device)
-            self.value_optimizer = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr)
+            self.value_optimizer = Adam(self.value.parameters(), lr=cfg.value_lr)
 
     def tensor(self, x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(x, device=self.device)
