@@ -32,6 +32,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+import rlrun
 from rlrun import config, console, help, sweep  # noqa: F401  help registers the resolver of `rlrun --help`
 from rlrun.algos import specs
 from rlrun.config import ConfigError, config_dir
@@ -114,6 +115,7 @@ class CheckOutputDir(Callback):
             folder.lock.release()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        rlrun.imports_done()  # the sweep's own process may run no job itself: collect garbage as usual
         self.check("hydra.sweep.dir", Path(str(config.hydra.sweep.dir)))
         sweeps.append(Path(str(config.hydra.sweep.dir)))
         self.sweep_lock = self.hold("hydra.sweep.dir", Path(str(config.hydra.sweep.dir)), None)
@@ -376,7 +378,11 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.excepthook = thread_failed
     logging.raiseExceptions = False  # a full disk must not print a traceback for every line logged to the run's file
-    hydra_main()
+    rlrun.pause_gc()  # until torch is imported (`python -m rlrun.cli`; the `rlrun` command paused it already)
+    try:
+        hydra_main()
+    finally:
+        rlrun.resume_gc()  # a command that stopped before training (a refused value, --help) ends with it paused
 
 
 if __name__ == "__main__":

@@ -9,15 +9,34 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
 from tqdm import tqdm
+
+
+@contextmanager
+def local_files_only() -> Iterator[None]:
+    """Imports inside it find no boto3 or fsspec, unless something imported them already.
+    TensorBoard's file layer imports both where they are installed (the ray and minari extras bring
+    them), for s3:// and other remote paths: 0.1 s of every run, whose folders are local."""
+    absent = [name for name in ("boto3", "botocore", "fsspec") if name not in sys.modules]
+    sys.modules.update(dict.fromkeys(absent))  # None in sys.modules: `import name` raises ImportError
+    try:
+        yield
+    finally:
+        for name in absent:
+            if sys.modules.get(name, ...) is None:
+                del sys.modules[name]
+
+
+with local_files_only():
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams
 
 from rlrun.events import events_dir
 

@@ -26,6 +26,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, read_write
 
+import rlrun
 from rlrun import config
 from rlrun.config import ConfigError
 
@@ -98,6 +99,7 @@ def train_seeds(cfg: DictConfig, run_dir: Path) -> float:
     so `rlrun-compare` groups them like any other runs."""
     from rlrun import runner  # torch only once the command line has been parsed
 
+    rlrun.imports_done()  # the end of the `rlrun` command's start-up (rlrun.pause_gc)
     config.check(cfg, config.RULES)
     if cfg.seeds == 1:
         return runner.train(cfg, run_dir)

@@ -1,10 +1,13 @@
-"""What a run imports: nothing that costs seconds and that rlrun does not use."""
+"""What the command's start-up costs: no import rlrun does not use, no garbage collection over torch's objects."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 # Training, evaluating, saving and loading checkpoints with reinforce (two optimizers), ppo (gradient
 # clipping, lr annealed through param_groups) and fqi (the fused kernel), in one fresh process.
@@ -35,3 +38,40 @@ def test_training_runs_do_not_import_torch_dynamo():
     proc = subprocess.run([sys.executable, "-c", RUNS], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_command_pauses_garbage_collection_until_torch_is_imported_then_freezes_what_it_made(tmp_path):
+    """Collections during torch's import, and full ones walking its objects after it, cost a short run
+    about half a second; a refused command leaves the collector on as it found it."""
+    code = textwrap.dedent(
+        f"""
+        import gc, sys
+        sys.argv = ["/venv/bin/rlrun", "algo=reinforce", "total_timesteps=64", "algo.N=2", "eval.episodes=1",
+                    "log.progress=none", "hydra.run.dir={tmp_path / "run"}"]
+        import rlrun
+        assert not gc.isenabled()
+        from rlrun.cli import main
+        main()
+        print(gc.isenabled(), gc.get_freeze_count() > 100_000)
+        sys.argv[1:] = ["algo.gamma=1.5"]
+        rlrun.pause_gc()
+        try:
+            main()
+        except SystemExit:
+            print(gc.isenabled())
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-3:] == ["True", "True", "True"]
+
+
+def test_the_event_writer_imports_no_cloud_storage_clients():
+    """TensorBoard's file layer imports boto3 and fsspec where installed (0.1 s); run folders are local."""
+    installed = [name for name in ("boto3", "fsspec") if importlib.util.find_spec(name) is not None]
+    if not installed:
+        pytest.skip("neither boto3 nor fsspec is installed")
+    code = "import sys, rlrun.logger; print(sorted(m for m in ('boto3', 'botocore', 'fsspec') if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
