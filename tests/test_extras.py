@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -118,6 +120,29 @@ def test_mujoco_warnings_are_shown_once_and_no_log_file_is_written(tmp_cwd, recw
     shown = [str(w.message) for w in recwarn if str(w.message).startswith("MuJoCo: ")]
     assert len(shown) == 1 and "unstable" in shown[0]
     assert list(tmp_cwd.iterdir()) == []
+
+
+def test_mujoco_is_not_imported_by_quieting_it_and_quieted_when_something_imports_it(tmp_path):
+    pytest.importorskip("mujoco")
+    code = """
+import sys, warnings
+from rlrun.quiet import quiet_third_party
+quiet_third_party()
+quiet_third_party()
+assert "mujoco" not in sys.modules
+import mujoco
+model = mujoco.MjModel.from_xml_string(
+    "<mujoco><worldbody><body><joint type='slide'/><geom size='0.1'/></body></worldbody></mujoco>"
+)
+for _ in range(3):
+    data = mujoco.MjData(model)
+    data.qpos[0] = float("nan")
+    mujoco.mj_step(model, data)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("MuJoCo: ") == 1 and "unstable" in proc.stderr
+    assert list(tmp_path.iterdir()) == []  # no MUJOCO_LOG.TXT
 
 
 def test_alembic_plugin_lines_of_an_optuna_study_stay_out_of_the_sweep_log(capsys):
