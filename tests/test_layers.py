@@ -19,8 +19,8 @@ PACKAGE = Path(rlrun.__file__).parent
 LAYERS = [
     ("primitives", {"rlrun.config", "rlrun.stops", "rlrun.quiet", "rlrun.state", "rlrun.nets", "rlrun.cem", "rlrun.logger", "rlrun.lock",
                     "rlrun.console", "rlrun.events"}),
-    ("env and data", {"rlrun.envs", "rlrun.tasks", "rlrun.gym_envs", "rlrun.data", "rlrun.buffers", "rlrun.datasets",
-                      "rlrun.memory"}),
+    ("env and data", {"rlrun.envs", "rlrun.envpool_vec", "rlrun.tasks", "rlrun.gym_envs", "rlrun.data", "rlrun.buffers",
+                      "rlrun.datasets", "rlrun.memory"}),
     ("algorithms", {"rlrun.algos"}),
     ("assembly", {"rlrun.build", "rlrun.checkpoint", "rlrun.evaluation"}),
     ("the loop", {"rlrun.runner"}),
