@@ -25,6 +25,7 @@ from typing import Any
 
 import hydra
 from hydra._internal import utils as hydra_utils
+from hydra._internal.hydra import Hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
@@ -355,6 +356,31 @@ def continued(cfg: DictConfig, stored: DictConfig, run_dir: Path) -> DictConfig:
     return continued_config(cfg, stored, list(HydraConfig.get().overrides.task), run_dir)
 
 
+# Where the config could come from other than rlrun's configs/, or set hydra.mode itself.
+OTHER_CONFIG_FLAGS = ("-cd", "--config-dir", "-cp", "--config-path", "-cn", "--config-name")
+MODE_KEYS = ("hydra.mode", "hydra.searchpath")
+hydra_get_mode = Hydra.get_mode
+
+
+def mode_needs_composing(args: list[str]) -> bool:
+    """Whether the command line could make `hydra.mode` anything but unset: it sets the key, or
+    brings configs other than rlrun's own (none of which sets it: tests/test_configs.py)."""
+    for arg in args:
+        key = arg.split("=", 1)[0]
+        if key in OTHER_CONFIG_FLAGS or key.lstrip("+~").startswith(MODE_KEYS):
+            return True
+    return False
+
+
+def get_mode(self: Hydra, config_name: str | None, overrides: list[str]):
+    """Hydra composes the whole config twice per command (about 0.1 s each): once only to read
+    `hydra.mode`, then to run. With rlrun's own configs the key is unset (None, what the first
+    composition would find), and Hydra runs a sweep if and only if the command says -m."""
+    if mode_needs_composing(sys.argv[1:]):
+        return hydra_get_mode(self, config_name, overrides)
+    return None
+
+
 HYDRA_UNQUOTED = re.compile(r"[\w\-/\\+.$%*@?| ]*")  # what Hydra's grammar takes as a value without quotes
 
 
@@ -372,6 +398,7 @@ def quoted_paths(args: list[str]) -> list[str]:
 
 def main() -> None:
     hydra_utils.run_and_report = run_and_report
+    Hydra.get_mode = get_mode
     sys.argv[1:] = quoted_paths(sys.argv[1:])
     # a stop request from here on is rlrun's one line (rlrun/__init__.py's handler covered the imports)
     signal.signal(signal.SIGTERM, stop_before_training)

@@ -139,6 +139,17 @@ def test_user_config_dir_adds_options_to_the_groups(tmp_cwd):
     assert "max_episode_steps: 50" in out and "name: short_pole" in out
 
 
+def test_a_user_config_that_sets_hydra_mode_still_decides_run_or_sweep(tmp_cwd):
+    """rlrun spares Hydra's composition that only reads hydra.mode, which none of its own configs sets
+    (test_configs.py); a config from --config-dir that sets it is still obeyed."""
+    (tmp_cwd / "mine" / "experiment").mkdir(parents=True)
+    (tmp_cwd / "mine" / "experiment" / "sweeping.yaml").write_text(
+        "# @package _global_\nhydra:\n  mode: MULTIRUN  # a sweep without -m\n  sweep:\n    dir: swept\n"
+    )
+    run_cli("--config-dir", "mine", "experiment=sweeping", "seed=0,1", *TINY, "total_timesteps=100", cwd=tmp_cwd)
+    assert sorted(p.parent.name for p in (tmp_cwd / "swept").rglob("summary.json")) == ["seed=0", "seed=1"]
+
+
 def test_training_stops_at_the_first_evaluation_that_reaches_stop_at(tmp_path, caplog):
     cfg = make_config("total_timesteps=100000", "eval.every=300", "eval.episodes=2", "eval.stop_at=0", "log.progress=none")
     with caplog.at_level(logging.INFO, logger="rlrun"):

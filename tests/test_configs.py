@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from omegaconf import OmegaConf
 
 from rlrun import config, tasks
@@ -94,3 +95,15 @@ def test_every_yaml_key_has_a_comment(path):
         if re.match(r"^\s*[A-Za-z_][\w.]*\s*:", line) and not line.lstrip().startswith("#"):
             above = lines[i - 1].strip() if i else ""
             assert "#" in line or above.startswith("#"), f"{path.name}:{i + 1} has no comment: {line!r}"
+
+
+def test_no_config_sets_hydra_mode():
+    """rlrun.cli skips Hydra's composition that only reads hydra.mode on that promise."""
+    def keys(node, prefix=""):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                yield f"{prefix}{key}"
+                yield from keys(value, f"{prefix}{key}.")
+
+    setting = [path for path in Path(config_dir()).rglob("*.yaml") if "hydra.mode" in keys(yaml.safe_load(path.read_text()))]
+    assert not setting
