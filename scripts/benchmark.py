@@ -4,11 +4,14 @@
     python scripts/benchmark.py --seeds 0 1 2 3 4 --out bench/
 
 For every pairing and seed, rlrun and its SB3 counterpart run one after the other (the order
-alternates by seed). Both evaluate 10 deterministic episodes every `eval_every` env steps on an env
-of their own, with evaluation time excluded from training time, and both stop at the first
-evaluation that reaches the target (or at the budget). Reported per pairing: median env steps and
-training seconds to the target, median env steps/s, and rlrun/SB3 ratios. The table is printed
-and written as markdown and JSON. Both sides run torch with one thread (`--threads`).
+alternates by seed), each as its own process: the `rlrun` command, and this script started again
+as an SB3 worker (`--sb3-worker`) that imports SB3, trains and exits. Both evaluate 10 deterministic
+episodes every `eval_every` env steps on an env of their own, with evaluation time excluded from
+training time, and both stop at the first evaluation that reaches the target (or at the budget).
+Reported per pairing: median env steps and training seconds to the target, median env steps/s,
+the median wall time of the whole process from its start to its exit (imports, set-up,
+evaluations and files included: what a user waits for), and rlrun/SB3 ratios of each. The table is
+printed and written as markdown and JSON. Both sides run torch with one thread (`--threads`).
 """
 
 from __future__ import annotations
@@ -22,8 +25,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 
 @dataclass
@@ -87,22 +88,42 @@ def first_reach(curve: list[tuple[int, float, float]], threshold: float):
     return None, None
 
 
+def whole_process(cmd: list[str]) -> float:
+    """Wall seconds of `cmd` from its start to its exit; raises if it fails."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    return seconds
+
+
 def run_rlrun(p: Pairing, seed: int, out: Path, threads: int) -> dict:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     run_dir = out / f"rlrun_{p.name.replace(' ', '_')}_seed{seed}"
     cmd = [
         "rlrun", *p.rlrun, f"seed={seed}", f"total_timesteps={p.budget}", f"eval.every={p.eval_every}",
         "eval.episodes=10", f"eval.stop_at={p.threshold}", f"threads={threads}", "log.progress=none",
         f"hydra.run.dir={run_dir}",
     ]
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    whole_seconds = whole_process(cmd)
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})  # events in the run folder
     acc.Reload()
     sps = {e.step: e.value for e in acc.Scalars("charts/SPS")}
     curve = [(e.step, e.value, e.step / sps[e.step]) for e in acc.Scalars("eval/episodic_return")]
     summary = json.loads((run_dir / "summary.json").read_text())
-    return {"curve": curve, "env_steps": summary["env_steps"], "train_seconds": summary["train_seconds"]}
+    return {"curve": curve, "env_steps": summary["env_steps"], "train_seconds": summary["train_seconds"],
+            "whole_seconds": whole_seconds}
+
+
+def run_sb3_process(p: Pairing, seed: int, out: Path, threads: int) -> dict:
+    """SB3 as a user runs it, in a fresh process of its own: this script as `--sb3-worker`."""
+    result = out / f"sb3_{p.name.replace(' ', '_')}_seed{seed}.json"
+    cmd = [sys.executable, __file__, "--sb3-worker", p.name, "--seed", str(seed), "--threads", str(threads),
+           "--result", str(result)]
+    whole_seconds = whole_process(cmd)
+    return {**json.loads(result.read_text()), "whole_seconds": whole_seconds}
 
 
 def run_sb3(p: Pairing, seed: int, threads: int) -> dict:
@@ -170,7 +191,14 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="pairing names to run (default: all)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("bench"))
+    parser.add_argument("--sb3-worker", metavar="PAIRING", help=argparse.SUPPRESS)  # one SB3 run: --seed, --result
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.sb3_worker:
+        pairing = next(p for p in PAIRINGS if p.name == args.sb3_worker)
+        args.result.write_text(json.dumps(run_sb3(pairing, args.seed, args.threads)))
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     runs_dir = Path(tempfile.mkdtemp(prefix="rlrun-bench-"))
 
@@ -182,31 +210,39 @@ def main() -> None:
         for i, seed in enumerate(args.seeds):
             order = ["rlrun", "sb3"] if i % 2 == 0 else ["sb3", "rlrun"]
             for side in order:
-                run = run_rlrun(p, seed, runs_dir, args.threads) if side == "rlrun" else run_sb3(p, seed, args.threads)
+                if side == "rlrun":
+                    run = run_rlrun(p, seed, runs_dir, args.threads)
+                else:
+                    run = run_sb3_process(p, seed, runs_dir, args.threads)
                 steps, seconds = first_reach(run["curve"], p.threshold)
                 row = {"seed": seed, "steps_to_target": steps, "seconds_to_target": seconds,
-                       "steps_per_second": run["env_steps"] / run["train_seconds"], "env_steps": run["env_steps"]}
+                       "steps_per_second": run["env_steps"] / run["train_seconds"], "env_steps": run["env_steps"],
+                       "whole_seconds": run["whole_seconds"], "reached": steps is not None}
                 rows[side].append(row)
                 print(f"{p.name:14s} {side:5s} seed {seed}: steps {fmt(steps, 'd') if steps else '-'}, "
-                      f"seconds {fmt(seconds, '.1f')}, steps/s {row['steps_per_second']:.0f}", flush=True)
+                      f"seconds {fmt(seconds, '.1f')}, steps/s {row['steps_per_second']:.0f}, "
+                      f"whole process {row['whole_seconds']:.1f} s", flush=True)
         results[p.name] = {"threshold": p.threshold, "sb3_algo": p.sb3_algo, "rlrun_args": p.rlrun, **rows}
 
     lines = [
-        "| pairing | side | reached | median steps | median seconds | median steps/s |",
-        "|---|---|---|---|---|---|",
+        "| pairing | side | reached | median steps | median seconds | median steps/s | median whole process s |",
+        "|---|---|---|---|---|---|---|",
     ]
+    keys = ("steps_to_target", "seconds_to_target", "steps_per_second", "whole_seconds")
     for name, r in results.items():
         med = {}
         for side in ("rlrun", "sb3"):
             rows = r[side]
-            med[side] = [median([x[k] for x in rows]) for k in ("steps_to_target", "seconds_to_target", "steps_per_second")]
+            med[side] = [median([x[k] for x in rows]) for k in keys]
             reached = sum(x["steps_to_target"] is not None for x in rows)
             label = " ".join(r["rlrun_args"]) if side == "rlrun" else f"SB3 {r['sb3_algo']}"
             lines.append(f"| {name} | {label} | {reached}/{len(rows)} | {fmt(med[side][0], '.0f')} | "
-                         f"{fmt(med[side][1], '.2f')} | {fmt(med[side][2], '.0f')} |")
+                         f"{fmt(med[side][1], '.2f')} | {fmt(med[side][2], '.0f')} | {fmt(med[side][3], '.2f')} |")
         ratios = [ratio(a, b) for a, b in zip(med["rlrun"], med["sb3"])]
-        r["medians"], r["ratios"] = med, dict(zip(("steps", "seconds", "steps_per_second"), ratios))
-        lines.append(f"| {name} | rlrun/SB3 | | {fmt(ratios[0], '.2f')}x | {fmt(ratios[1], '.2f')}x | {fmt(ratios[2], '.1f')}x |")
+        r["medians"] = {side: dict(zip(keys, values)) for side, values in med.items()}
+        r["ratios"] = dict(zip(("steps", "seconds", "steps_per_second", "whole_seconds"), ratios))
+        lines.append(f"| {name} | rlrun/SB3 | | {fmt(ratios[0], '.2f')}x | {fmt(ratios[1], '.2f')}x | "
+                     f"{fmt(ratios[2], '.1f')}x | {fmt(ratios[3], '.2f')}x |")
     table = "\n".join(lines)
     print(table)
     (args.out / "benchmark.md").write_text(table + "\n")
