@@ -208,16 +208,26 @@ class ActionAdapter:
 
 
 class QNetwork(nn.Module):
-    """Q_phi(s, .) for Discrete actions: one output per action."""
+    """Q_phi(s, .) for Discrete actions: one output per action.
 
-    def __init__(self, obs_space: gym.Space, n_actions: int, hidden_sizes, activation="relu"):
+    dueling: the last layer gives V(s) and an advantage per action, and Q(s, a) = V(s) + A(s, a) -
+    mean_a' A(s, a'). Where every action keeps the episode going (CartPole near upright), Q is about
+    1 / (1 - gamma) for all of them and the greedy action rests on differences of a few percent of
+    it; written apart from V, those differences are not lost in fitting the large common part."""
+
+    def __init__(self, obs_space: gym.Space, n_actions: int, hidden_sizes, activation="relu", dueling=False):
         super().__init__()
         self.encode = ObsEncoder(obs_space)
-        self.body = mlp(self.encode.dim, hidden_sizes, n_actions, activation)
+        self.dueling = dueling
+        self.body = mlp(self.encode.dim, hidden_sizes, n_actions + dueling, activation)
 
     def forward(self, obs: Observations) -> torch.Tensor:
         """[*batch, *obs_shape] -> [*batch, n_actions]."""
-        return self.body(self.encode(obs))
+        out = self.body(self.encode(obs))
+        if not self.dueling:
+            return out
+        value, advantages = out[..., :1], out[..., 1:]
+        return value + advantages - advantages.mean(-1, keepdim=True)
 
 
 class StateActionQ(nn.Module):

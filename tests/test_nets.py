@@ -1,16 +1,17 @@
 """The policy distributions against torch.distributions, their samplers against their probabilities,
-and rlrun's Adam against torch.optim.Adam."""
+and rlrun's Adam against torch.optim.Adam, and the dueling Q head."""
 
 from __future__ import annotations
 
 import math
 
+import gymnasium as gym
 import pytest
 import torch
 from torch.distributions import Categorical as TorchCategorical
 from torch.distributions import Independent, Normal
 
-from rlrun.nets import Adam, Categorical, DiagonalGaussian
+from rlrun.nets import Adam, Categorical, DiagonalGaussian, QNetwork
 
 
 def test_categorical_log_prob_and_entropy_match_torch():
@@ -130,3 +131,14 @@ def test_adam_refuses_a_state_dict_of_other_parameters():
     adam_steps(a, ours, range(2))
     with pytest.raises(ValueError):
         Adam(list(b.parameters())[:2], lr=0.01).load_state_dict(ours.state_dict())
+
+
+def test_dueling_q_is_value_plus_centred_advantages():
+    """Q(s, a) = V(s) + A(s, a) - mean_a A(s, a): the mean over actions of Q is V, the gaps are A's."""
+    torch.manual_seed(0)
+    q = QNetwork(gym.spaces.Box(-1, 1, (4,)), 3, [8], dueling=True)
+    obs = torch.randn(5, 4)
+    out = q.body(q.encode(obs))
+    values, advantages = out[:, :1], out[:, 1:]
+    torch.testing.assert_close(q(obs).mean(-1, keepdim=True), values)
+    torch.testing.assert_close(q(obs)[:, 1] - q(obs)[:, 0], advantages[:, 1] - advantages[:, 0])

@@ -52,7 +52,7 @@ class FittedQIteration(FittedQ):
     def __init__(self, cfg, ctx: Context):
         obs_space, action_space = ctx.spaces
         self.n_actions = int(action_space.n)
-        q = QNetwork(obs_space, self.n_actions, cfg.hidden_sizes, cfg.activation)
+        q = QNetwork(obs_space, self.n_actions, cfg.hidden_sizes, cfg.activation, cfg.get("dueling", False))
         dataset = None
         if cfg.dataset is not None:
             dataset = datasets.to_transitions(datasets.load(cfg.dataset, obs_space, action_space))

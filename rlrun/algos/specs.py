@@ -175,6 +175,7 @@ SPECS: dict[str, AlgoSpec] = {
             "epsilon_decay_steps": integer(0),
             "loss": choice("mse", "huber"),
             "double_q": flag(),
+            "dueling": flag(),
             "max_grad_norm": optional(number(0, low_open=True)),
             "dataset": optional(text()),
         },
