@@ -33,7 +33,7 @@ from seeds_to_threshold import first_reach, read_scalars, run_seed
 from rlrun.compare import CONFIDENCE, RESAMPLES, iqm
 
 ROOT = Path(__file__).resolve().parents[1]
-ENVS = {  # rlrun env name: (gymnasium id, target return)
+ENVS = {  # rlrun env name (configs/env/NAME.yaml): (gymnasium id, target return)
     "cartpole": ("CartPole-v1", 475),
     "acrobot": ("Acrobot-v1", -100),
     "pendulum": ("Pendulum-v1", -200),
@@ -47,13 +47,6 @@ PAIRS = [
     ("fqi", "mountaincar"),
     *[(algo, "lunarlander") for algo in ("ppo", "fqi")],
 ]
-
-
-def env_overrides(env: str) -> list[str]:
-    """`env=NAME` where configs/env has NAME.yaml, else the gymnasium id through env=gym."""
-    if (ROOT / "configs" / "env" / f"{env}.yaml").is_file():
-        return [f"env={env}"]
-    return ["env=gym", f"env.id={ENVS[env][0]}"]
 
 
 def iqm_interval(finals: list[float], seed: int = 0) -> tuple[float, float]:
@@ -169,7 +162,7 @@ def main() -> int:
             if (run_dir / "summary.json").is_file():
                 continue
             try:
-                result = run_seed([f"algo={algo}", *env_overrides(env), *args.overrides], seed, run_dir.parent)
+                result = run_seed([f"algo={algo}", f"env={env}", *args.overrides], seed, run_dir.parent)
             except SystemExit as err:  # run_seed exits on a failed run; the other runs still go ahead
                 print(err, file=sys.stderr)
                 failed.append(f"{algo}:{env} seed {seed}")

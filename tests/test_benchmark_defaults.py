@@ -33,7 +33,10 @@ def test_iqm_interval_brackets_the_iqm_and_collapses_on_equal_seeds():
     assert bench.iqm_interval([500.0] * 5) == (500.0, 500.0)
 
 
-def test_lunarlander_runs_through_env_gym_without_a_config_of_its_own():
-    assert bench.env_overrides("cartpole") == ["env=cartpole"]
-    if not (bench.ROOT / "configs" / "env" / "lunarlander.yaml").is_file():
-        assert bench.env_overrides("lunarlander") == ["env=gym", "env.id=LunarLander-v3"]
+def test_every_benchmark_env_is_an_env_config_naming_its_gymnasium_id():
+    """Each pair runs as `rlrun algo=X env=NAME`, so NAME must be a config of the id the table names."""
+    import yaml
+
+    for name, (env_id, _) in bench.ENVS.items():
+        config = yaml.safe_load((bench.ROOT / "configs" / "env" / f"{name}.yaml").read_text())
+        assert (config["name"], config["id"]) == (name, env_id)
