@@ -189,7 +189,8 @@ def make_vec_env(
     backend_name: str | None = None,
 ) -> gym.vector.VectorEnv:
     """`num_envs` copies stepped as one batch, numpy-vectorised where gymnasium has it, or in an
-    envpool pool where the config's `backend` (or `backend_name`, which overrides it) says envpool.
+    envpool pool where the config's `backend` says envpool (`backend_name="gymnasium"` overrides it:
+    evaluation's envs).
 
     With `task_cfg`, copy i draws a train task at every reset from a generator of (`seed`, i)
     (`tasks.wrap`); the copies are then separate envs stepped in turn, since a numpy-vectorised
@@ -211,10 +212,10 @@ def make_vec_env(
 
 
 def _envpool_vec_env(env_cfg: DictConfig, num_envs: int) -> gym.vector.VectorEnv:
-    """The envpool pool of env_cfg's id with gymnasium's spaces and time limit (`rlrun.envpool_vec`)."""
+    """The envpool pool of env_cfg's id with gymnasium's spaces and time limit (`rlrun.envpool_vec`);
+    `backend` has checked that envpool can run it."""
     from rlrun import envpool_vec
 
-    backend(env_cfg)  # refuses what envpool cannot run
     env = make_env(env_cfg)  # for its spaces and time limit
     try:
         spaces, limit = (env.observation_space, env.action_space), env.spec.max_episode_steps
