@@ -29,20 +29,31 @@ GOAL_KEYS = ("achieved_goal", "desired_goal")  # what relabelling reads and subs
 
 @dataclass
 class Transitions:
-    """A batch of transitions, one row each."""
+    """A batch of transitions, one row each.
+
+    A row of an n-step buffer (`NStepReplayBuffer`) spans m <= n steps: `rewards` is their discounted
+    sum, `next_obs` the observation m steps on, and `discounts` holds gamma^m, the weight of the value
+    bootstrapped from it. One-step rows have no `discounts` (None): the weight is the algorithm's gamma.
+    """
 
     obs: Observations  # [B, *obs_shape], or a dict of such by key
     actions: np.ndarray  # [B] int64 (Discrete) or [B, *action_shape] float32 (Box)
     rewards: np.ndarray  # [B] float32
     next_obs: Observations  # [B, *obs_shape], or a dict of such by key
     terminated: np.ndarray  # [B] bool
+    discounts: np.ndarray | None = None  # [B] float32 gamma^m of multi-step rows; None: one step each
 
     def __len__(self) -> int:
         return len(self.rewards)
 
     def to(self, device: torch.device) -> Transitions:
         """The same batch as torch tensors on `device`."""
-        return Transitions(*(as_tensors(getattr(self, f), device) for f in FIELDS))
+        discounts = None if self.discounts is None else as_tensors(self.discounts, device)
+        return Transitions(*(as_tensors(getattr(self, f), device) for f in FIELDS), discounts=discounts)
+
+    def bootstrap_weights(self, gamma: float):
+        """What multiplies max_a' Q'(s', a') in the target: gamma^m, or gamma for one-step rows."""
+        return gamma if self.discounts is None else self.discounts
 
 
 FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated")
@@ -69,6 +80,41 @@ def from_rollout(rollout: Rollout) -> Transitions:
         next_obs=index_obs(index_obs(rollout.obs, slice(1, None)), valid),
         terminated=rollout.terminated[valid],
     )
+
+
+def n_step_transitions(rollout: Rollout, n: int, gamma: float) -> tuple[Transitions, np.ndarray]:
+    """The rollout's real transitions as n-step rows, and each row's gamma^m.
+
+    From step t a row sums m = n rewards, sum_k gamma^k r_(t+k), and leads to s_(t+m); m is less
+    where the episode ends first (its final observation; `terminated` if it ended in a terminal
+    state) or the rollout does (s_T: the next rollout's steps are not known yet). n = 1 gives
+    `from_rollout`'s rows with gamma for each.
+    """
+    T, num_envs = rollout.rewards.shape
+    t, env = np.indices((T, num_envs))
+    ended = rollout.terminated | rollout.truncated
+    returns = np.zeros((T, num_envs), np.float64)
+    weight = np.ones((T, num_envs))  # gamma^m
+    m = np.zeros((T, num_envs), np.int64)
+    terminated = np.zeros((T, num_envs), bool)
+    running = rollout.valid.copy()  # rows whose sum goes on; reset steps start none
+    for k in range(n):
+        step = np.minimum(t + k, T - 1)
+        running &= t + k < T
+        returns += np.where(running, weight * rollout.rewards[step, env], 0.0)
+        weight = np.where(running, weight * gamma, weight)
+        m += running
+        terminated |= running & rollout.terminated[step, env]
+        running &= ~ended[step, env]
+    valid = rollout.valid
+    rows = Transitions(
+        obs=index_obs(index_obs(rollout.obs, slice(None, -1)), valid),
+        actions=rollout.actions[valid],
+        rewards=returns[valid].astype(np.float32),
+        next_obs=index_obs(rollout.obs, ((t + m)[valid], env[valid])),
+        terminated=terminated[valid],
+    )
+    return rows, weight[valid].astype(np.float32)
 
 
 def _empty_storage(capacity: tuple[int, ...], obs_space: gym.Space, action_space: gym.Space) -> Transitions:
@@ -125,6 +171,39 @@ class ReplayBuffer:
     def load_state_dict(self, state: dict) -> None:
         self.pos, self.size = state["pos"], state["size"]
         _restore(self.data, state, self.size)
+
+
+class NStepReplayBuffer(ReplayBuffer):
+    """A replay buffer of n-step rows (`n_step_transitions`): targets r_t + ... + gamma^(m-1) r_(t+m-1)
+    + gamma^m max_a' Q'(s_(t+m), a') carry a reward back m steps per target refresh instead of one.
+
+    The sum follows the collection policy's actions, so it is exact only for the greedy policy when
+    exploration is small; n of 3-5 is the usual trade (Rainbow's n = 3).
+    """
+
+    def __init__(self, capacity: int, obs_space: gym.Space, action_space: gym.Space, n: int, gamma: float):
+        super().__init__(capacity, obs_space, action_space)
+        self.n, self.gamma = n, gamma
+        self.discounts = np.zeros(capacity, np.float32)
+
+    def add_rollout(self, rollout: Rollout) -> None:
+        rows, discounts = n_step_transitions(rollout, self.n, self.gamma)
+        kept = min(len(rows), self.capacity)
+        self.discounts[(self.pos + np.arange(kept)) % self.capacity] = discounts[len(rows) - kept :]
+        self.add(rows)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Transitions:
+        index = rng.integers(self.size, size=batch_size)
+        batch = _gather(self.data, index)
+        batch.discounts = self.discounts[index]
+        return batch
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "discounts": torch.from_numpy(self.discounts[: self.size].copy())}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.discounts[: self.size] = state["discounts"].numpy()
 
 
 GoalFunction = Callable[[np.ndarray, np.ndarray, Any], np.ndarray]

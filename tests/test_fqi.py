@@ -13,9 +13,10 @@ import torch
 
 from rlrun import collect, datasets, runner
 from rlrun.algos.fqi import epsilon_at, q_targets
-from rlrun.buffers import ReplayBuffer, Transitions
+from rlrun.buffers import NStepReplayBuffer, ReplayBuffer, Transitions, from_rollout, n_step_transitions
 from rlrun.build import build
 from rlrun.config import ConfigError
+from rlrun.data import Rollout
 from tests.conftest import TINY, make_config, read_scalars, run_cli
 
 # Three transitions: an ordinary step, a step into a terminal state, a step cut by the time limit.
@@ -121,3 +122,86 @@ def test_the_learning_rate_anneals_to_zero_over_lr_anneal_steps_and_is_what_adam
         lr = algo.iterate(step)[1]["charts/learning_rate"]
         assert lr == pytest.approx(algo.cfg.lr * max(0.0, 1 - step / 256))
         assert all(group["lr"] == lr for group in algo.optimizer.param_groups)
+
+
+def rollout_of(rewards, terminated, truncated, valid):
+    """A one-env rollout whose observation at time t is t, so rows show which step they lead to."""
+    T = len(rewards)
+    column = lambda x, dtype: np.array(x, dtype)[:, None]  # noqa: E731
+    return Rollout(
+        obs=np.arange(T + 1, dtype=np.float32)[:, None, None],
+        actions=np.zeros((T, 1), np.int64),
+        rewards=column(rewards, np.float32),
+        terminated=column(terminated, bool),
+        truncated=column(truncated, bool),
+        valid=column(valid, bool),
+        episode_returns=np.zeros(0), episode_lengths=np.zeros(0, np.int64), episode_successes=np.zeros(0, bool),
+    )
+
+
+# steps 0-2: an episode that terminates at step 2; 3: the reset; 4-6: one cut by the time limit at
+# step 5; 6: a reset; 7-8: an episode still running when the rollout ends
+N_STEP_ROLLOUT = dict(
+    rewards=[1, 2, 4, 0, 1, 2, 0, 1, 2],
+    terminated=[0, 0, 1, 0, 0, 0, 0, 0, 0],
+    truncated=[0, 0, 0, 0, 0, 1, 0, 0, 0],
+    valid=[1, 1, 1, 0, 1, 1, 0, 1, 1],
+)
+
+
+def test_n_step_rows_sum_rewards_until_n_the_episode_end_or_the_rollout_end():
+    rows, discounts = n_step_transitions(rollout_of(**N_STEP_ROLLOUT), n=3, gamma=0.5)
+    assert rows.obs[:, 0].tolist() == [0, 1, 2, 4, 5, 7, 8]
+    assert rows.rewards.tolist() == [1 + 0.5 * 2 + 0.25 * 4, 2 + 0.5 * 4, 4, 1 + 0.5 * 2, 2, 1 + 0.5 * 2, 2]
+    assert rows.next_obs[:, 0].tolist() == [3, 3, 3, 6, 6, 9, 9]  # the final observation, or s_T
+    assert rows.terminated.tolist() == [True, True, True, False, False, False, False]  # a cut bootstraps
+    assert discounts.tolist() == [0.125, 0.25, 0.5, 0.25, 0.5, 0.25, 0.5]  # gamma^m
+
+
+def test_one_step_rows_are_the_rollouts_transitions_with_gamma_each():
+    rollout = rollout_of(**N_STEP_ROLLOUT)
+    rows, discounts = n_step_transitions(rollout, n=1, gamma=0.5)
+    plain = from_rollout(rollout)
+    for field in ("obs", "actions", "rewards", "next_obs", "terminated"):
+        assert np.array_equal(getattr(rows, field), getattr(plain, field)), field
+    assert discounts.tolist() == [0.5] * 7
+
+
+def test_targets_of_n_step_rows_bootstrap_with_gamma_to_the_rows_own_length():
+    batch = hand_made_batch()
+    batch.discounts = torch.tensor([0.125, 0.25, 0.5])
+    assert q_targets(batch, 0.5, NEXT_Q_TARGET, None).tolist() == [1 + 0.125 * 2, 1, 1 + 0.5 * 3]
+
+
+def test_an_n_step_buffer_samples_each_row_with_its_discount_and_survives_a_state_round_trip():
+    buffer = NStepReplayBuffer(5, gym.spaces.Box(-10, 10, (1,)), gym.spaces.Discrete(2), n=3, gamma=0.5)
+    buffer.add_rollout(rollout_of(**N_STEP_ROLLOUT))  # 7 rows in 5 places: the newest 5 are kept
+    batch = buffer.sample(100, np.random.default_rng(0))
+    expected = {2: 0.5, 4: 0.25, 5: 0.5, 7: 0.25, 8: 0.5}  # first obs of a row -> its gamma^m
+    assert {(o, d) for o, d in zip(batch.obs[:, 0].tolist(), batch.discounts.tolist())} == set(expected.items())
+    copy = NStepReplayBuffer(5, gym.spaces.Box(-10, 10, (1,)), gym.spaces.Discrete(2), n=3, gamma=0.5)
+    copy.load_state_dict(buffer.state_dict())
+    again = copy.sample(100, np.random.default_rng(0))
+    assert np.array_equal(again.discounts, batch.discounts) and np.array_equal(again.rewards, batch.rewards)
+
+
+def test_fqi_with_n_step_fills_an_n_step_buffer_and_learns_from_it():
+    algo = build(make_config("algo=fqi", "algo.n_step=3", "algo.N=64", "algo.batch_size=16", "algo.learning_starts=0",
+                             "algo.K=1", "algo.S=2"))
+    steps, metrics = algo.iterate(0)
+    assert isinstance(algo.buffer, NStepReplayBuffer) and len(algo.buffer) == steps
+    assert np.unique(algo.buffer.discounts[: len(algo.buffer)]) == pytest.approx([0.99**3, 0.99**2, 0.99])  # m = 3, 2, 1
+    assert math.isfinite(metrics["losses/q_loss"])
+
+
+@pytest.mark.parametrize(
+    "overrides, allowed",
+    [
+        (["algo.n_step=0"], "algo.n_step=0 is not allowed: an integer in [1, 1000]"),
+        (["env=bitflip", "algo.her.strategy=future", "algo.n_step=3"], "algo.n_step=3 is not allowed: 1 with algo.her"),
+    ],
+)
+def test_bad_n_step_is_one_config_error(overrides, allowed):
+    with pytest.raises(ConfigError) as err:
+        build(make_config("algo=fqi", *overrides))
+    assert allowed in str(err.value)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from rlrun import runner
+from rlrun.buffers import NStepReplayBuffer
 from rlrun.build import build
 from rlrun.config import ConfigError
 from tests.conftest import TINY, make_config, read_scalars
@@ -41,6 +42,15 @@ def test_an_iteration_steps_both_qs_s_times():
     steps, metrics = algo.iterate(0)
     assert steps == 32 and algo.optimizer.state_dict()["state"][0]["step"].item() == 2 * 4
     assert metrics["losses/cem_elite_std"] >= 0
+
+
+def test_n_step_rows_end_where_the_rollout_does_and_feed_the_gradient_steps():
+    algo = build(make_config(*SMALL, "algo.n_step=4", "algo.S=1"))
+    steps, metrics = algo.iterate(0)  # one env, 32 steps: a Pendulum episode (200 steps) never ends in them
+    assert isinstance(algo.buffer, NStepReplayBuffer) and steps == 32
+    m = np.minimum(4, 32 - np.arange(32))  # the last 3 rows stop at the rollout's end
+    assert np.allclose(algo.buffer.discounts[:32], 0.99**m)
+    assert math.isfinite(metrics["losses/q_loss"])
 
 
 def test_an_iteration_smaller_than_a_batch_samples_full_batches():

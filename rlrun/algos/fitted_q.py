@@ -1,6 +1,7 @@
 """The fitted Q-iteration box that fqi and qtopt share; each supplies its own targets and policy.
 
     1. collect N transitions {(s_i, a_i, s'_i, r_i)} with the collection policy, into a replay buffer
+       (with n_step > 1, rows of n steps: r_i the discounted sum of n rewards, s'_i the state n steps on)
     2. K times:  refresh the targets' network phi' (target_update=iteration)
     3.           S times: a gradient step on a minibatch (the algorithm's `gradient_step`, which
                  computes y_i from phi' and steps phi on ||Q_phi(s_i, a_i) - y_i||^2)
@@ -23,7 +24,7 @@ import torch
 
 from rlrun import envs
 from rlrun.algos.base import Algorithm, Context, plain
-from rlrun.buffers import HindsightReplayBuffer, ReplayBuffer, Transitions, has_goals
+from rlrun.buffers import HindsightReplayBuffer, NStepReplayBuffer, ReplayBuffer, Transitions, has_goals
 from rlrun.config import ConfigError
 from rlrun.data import Observations, RolloutCollector, episode_metrics
 from rlrun.nets import as_tensors
@@ -59,6 +60,8 @@ class FittedQ(Algorithm):
         """The online buffer: with hindsight relabelling when `her.strategy` is set (a goal env's)."""
         cfg, (obs_space, action_space) = self.cfg, ctx.spaces
         strategy = cfg.her["strategy"]
+        if strategy is None and cfg.n_step > 1:
+            return NStepReplayBuffer(cfg.buffer_size, obs_space, action_space, cfg.n_step, cfg.gamma)
         if strategy is None:
             return ReplayBuffer(cfg.buffer_size, obs_space, action_space)
         env = ctx.make_env().unwrapped

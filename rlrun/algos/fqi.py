@@ -29,7 +29,7 @@ from rlrun.nets import QNetwork, adam
 
 
 def q_targets(batch: Transitions, gamma: float, next_q_target: torch.Tensor, next_q_online: torch.Tensor | None):
-    """y = r + gamma max_a' Q'(s', a'), and y = r after a terminal state.
+    """y = r + gamma max_a' Q'(s', a'), and y = r after a terminal state (gamma^m for rows of m steps).
 
     `next_q_target` [B, n_actions] is Q_phi'(s', .). With double Q, `next_q_online` (Q_phi(s', .))
     picks a' and Q_phi' values it, which curbs the max's overestimation.
@@ -38,7 +38,7 @@ def q_targets(batch: Transitions, gamma: float, next_q_target: torch.Tensor, nex
         next_value = next_q_target.max(-1).values
     else:
         next_value = next_q_target.gather(-1, next_q_online.argmax(-1, keepdim=True)).squeeze(-1)
-    return batch.rewards + gamma * next_value * ~batch.terminated
+    return batch.rewards + batch.bootstrap_weights(gamma) * next_value * ~batch.terminated
 
 
 def epsilon_at(step: int, start: float, end: float, decay_steps: int) -> float:

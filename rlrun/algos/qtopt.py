@@ -65,7 +65,7 @@ class QTOpt(FittedQ):
         # 2. targets: y = r + gamma max_a' min_j Q'_j(s', a'), the max by CEM
         with torch.no_grad():
             best = self.greedy(self.q_target, batch.next_obs, self.train_generator)
-            y = batch.rewards + self.cfg.gamma * best.values * ~batch.terminated
+            y = batch.rewards + batch.bootstrap_weights(self.cfg.gamma) * best.values * ~batch.terminated
         # 3. a gradient step on both Qs' squared errors
         q = self.q(batch.obs, batch.actions)  # [2, B]
         loss = 0.5 * ((q - y) ** 2).mean(1).sum()

@@ -53,6 +53,7 @@ FITTED_Q_RULES = {
     "K": integer(1),
     "S": integer(1),
     "gamma": number(0, 1),
+    "n_step": integer(1, 1000),
     "learning_starts": integer(0),
     "num_envs": integer(1),
     "buffer_size": integer(1, config.MAX_TRANSITIONS),
@@ -90,6 +91,8 @@ def _check_n_fills_envs(cfg: DictConfig) -> None:
 def _check_her(cfg: DictConfig) -> None:
     for key, rule in HER_RULES.items():
         rule(f"algo.her.{key}", cfg.her[key])
+    if cfg.her.strategy is not None and cfg.n_step > 1:
+        raise ConfigError("algo.n_step", cfg.n_step, "1 with algo.her.strategy set (relabelled rows are one step each)")
 
 
 def _check_fqi(cfg: DictConfig) -> None:
@@ -97,6 +100,8 @@ def _check_fqi(cfg: DictConfig) -> None:
     if cfg.dataset is not None:  # offline: N, num_envs and the collection keys are not used
         if cfg.her.strategy is not None:
             raise ConfigError("algo.her.strategy", cfg.her.strategy, "null with algo.dataset (a dataset is not relabelled)")
+        if cfg.n_step > 1:
+            raise ConfigError("algo.n_step", cfg.n_step, "1 with algo.dataset (a dataset's rows are one step each)")
         return
     if cfg.N < cfg.batch_size:
         raise ConfigError("algo.N", cfg.N, f">= algo.batch_size ({cfg.batch_size}): each iteration's data fills a batch")
