@@ -210,42 +210,49 @@ class RolloutCollector:
         """`sample(obs)` returns (actions to store, actions for the env) for a batch of observations."""
         n = self.env.num_envs
         obs = map_obs(lambda x: np.empty((T + 1, *x.shape), dtype=x.dtype), self.obs)
+        if T == 1:  # the online actor-critic box's every env step: no per-step lists to stack
+            put_obs(obs, 0, self.obs)
+            stored, valid, reward, terminated, truncated, ended = self._step(sample)
+            put_obs(obs, 1, self.obs)
+            return Rollout(obs, stored[None], reward[None], terminated[None], truncated[None], valid[None], *ended)
         rewards = np.zeros((T, n), dtype=np.float32)
         terminated, truncated, valid = (np.zeros((T, n), dtype=bool) for _ in range(3))
-        actions, finished_returns, finished_lengths, successes = [], [], [], []
+        actions, ends = [], []
         for t in range(T):
             put_obs(obs, t, self.obs)
-            stored, for_env = sample(self.obs)
+            stored, valid[t], rewards[t], terminated[t], truncated[t], ended = self._step(sample)
             actions.append(stored)
-            valid[t] = ~self.resetting
-            self.obs, reward, term, trunc, info = self.env.step(for_env)
-            rewards[t] = np.where(valid[t], reward, 0.0)
-            terminated[t] = term & valid[t]
-            truncated[t] = trunc & valid[t] & ~term
-            self.episode_return += rewards[t]
-            self.episode_length += valid[t]
-            ended = terminated[t] | truncated[t]
-            if ended.any():
-                finished_returns.append(self.episode_return[ended])
-                finished_lengths.append(self.episode_length[ended])
-                reported, succeeded = reported_successes(info, ended)
-                successes.append(succeeded[reported])
-                self.episode_return[ended] = 0.0
-                self.episode_length[ended] = 0
-            self.resetting = ended
+            if len(ended[0]):
+                ends.append(ended)
         put_obs(obs, T, self.obs)
-        empty = np.zeros(0)
-        return Rollout(
-            obs=obs,
-            actions=np.stack(actions),
-            rewards=rewards,
-            terminated=terminated,
-            truncated=truncated,
-            valid=valid,
-            episode_returns=np.concatenate(finished_returns) if finished_returns else empty,
-            episode_lengths=np.concatenate(finished_lengths) if finished_lengths else empty,
-            episode_successes=np.concatenate(successes) if successes else np.zeros(0, dtype=bool),
-        )
+        returns, lengths, successes = (np.concatenate(parts) for parts in zip(*ends)) if ends else self._no_ends()
+        return Rollout(obs, np.stack(actions), rewards, terminated, truncated, valid, returns, lengths, successes)
+
+    @staticmethod
+    def _no_ends() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool)
+
+    def _step(self, sample):
+        """One step of every sub-env: (stored actions, valid, rewards, terminated, truncated, and the
+        returns, lengths and successes of the episodes that ended in it)."""
+        stored, for_env = sample(self.obs)
+        valid = ~self.resetting
+        self.obs, reward, term, trunc, info = self.env.step(for_env)
+        rewards = np.where(valid, reward, 0.0).astype(np.float32)
+        term, trunc = np.asarray(term, dtype=bool), np.asarray(trunc, dtype=bool)
+        terminated = term & valid
+        truncated = trunc & valid & ~term
+        self.episode_return += rewards
+        self.episode_length += valid
+        ended = terminated | truncated
+        finished = self._no_ends()
+        if ended.any():
+            reported, succeeded = reported_successes(info, ended)
+            finished = self.episode_return[ended], self.episode_length[ended], succeeded[reported]
+            self.episode_return[ended] = 0.0
+            self.episode_length[ended] = 0
+        self.resetting = ended
+        return stored, valid, rewards, terminated, truncated, finished
 
 
 def gae(

@@ -108,6 +108,11 @@ def _check_fqi(cfg: DictConfig) -> None:
     _check_n_fills_envs(cfg)
 
 
+def _check_actor_critic(cfg: DictConfig) -> None:
+    if cfg.critic_lr is not None and cfg.shared:
+        raise ConfigError("algo.critic_lr", cfg.critic_lr, "null with algo.shared=true (the shared body has one step size)")
+
+
 def _check_qtopt(cfg: DictConfig) -> None:
     _check_her(cfg)
     if cfg.cem_elites > cfg.cem_samples:
@@ -155,8 +160,10 @@ SPECS: dict[str, AlgoSpec] = {
     ),
     "actor_critic": AlgoSpec(
         "rlrun.algos.actor_critic:ActorCritic",
-        {"online": flag(), "advantage": choice("nstep", "gae"), **ON_POLICY_RULES},
+        {"online": flag(), "advantage": choice("nstep", "gae"), **ON_POLICY_RULES,
+         "critic_lr": optional(number(0, low_open=True))},
         (gym.spaces.Discrete, gym.spaces.Box),
+        check=_check_actor_critic,
     ),
     "ppo": AlgoSpec(
         "rlrun.algos.ppo:PPO",
