@@ -53,13 +53,14 @@ def test_yaml_comments_follow_the_nesting_and_skip_lists_and_block_text():
 
 
 def test_help_shows_each_key_of_the_chosen_groups_with_its_comment_and_the_overridden_value():
-    text = help_config("algo=ppo", "env=pendulum", "algo.lr=0.5")
+    text = help_config("algo=ppo", "env=mountaincar_continuous", "algo.lr=0.5")  # a pair without a file of its own
     seed = line_of(text, "seed")
     assert seed.startswith("seed: 0 ") and seed.endswith(f"# {comment_of('config.yaml', 'seed')}")
     lr = line_of(text, "lr", indent="  ")
     assert lr.startswith("  lr: 0.5 ") and lr.endswith(f"# {comment_of('algo/ppo.yaml', 'lr')}")
     env_id = line_of(text, "id", indent="  ")
-    assert env_id.startswith("  id: Pendulum-v1 ") and env_id.endswith(f"# {comment_of('env/pendulum.yaml', 'id')}")
+    assert env_id.startswith("  id: MountainCarContinuous-v0 ")
+    assert env_id.endswith(f"# {comment_of('env/mountaincar_continuous.yaml', 'id')}")
     assert line_of(text, "eval").endswith(f"# {comment_of('config.yaml', 'eval')}")
     assert "hydra" not in [line.split(":")[0] for line in text.splitlines()]
 
