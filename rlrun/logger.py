@@ -116,13 +116,13 @@ class Logger:
     def progress(self, step: int) -> None:
         """Move the bar, or print a plain line every `log.every_s` seconds. The bar stops at the
         budget: an algorithm whose last batch goes past it says by how much in its last line."""
-        shown = self.shown()
         if self.bar is not None:
             self.bar.update(min(step, self.total) - self.bar.n)
-            self.bar.set_postfix(shown, refresh=False)
+            self.bar.set_postfix(self.shown(), refresh=False)
         elif self.mode == "lines" and time.perf_counter() - self.last_line >= self.every_s:
             self.last_line = time.perf_counter()
-            log.info("%d/%d %s | %s", step, self.total, self.unit, " | ".join(f"{k} {v}" for k, v in shown.items()))
+            shown = self.shown().items()
+            log.info("%d/%d %s | %s", step, self.total, self.unit, " | ".join(f"{k} {v}" for k, v in shown))
 
     def close(self) -> None:
         """The bar's last state shows the final eval (logged after the loop's last `progress`)."""
