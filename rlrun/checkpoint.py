@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rlrun.build import build, pick_device
-from rlrun.config import ConfigError
+from rlrun.config import ConfigError, with_added_keys
 from rlrun.state import global_rng_state
 
 MODEL_FILE = "model.pt"  # the networks at the end of the run
@@ -131,7 +131,7 @@ def _follows_mutable(value: Any) -> bool:
 
 def check_same_run(saved: dict, cfg: DictConfig, run_dir: Path) -> None:
     """Refuse to continue a run with a config that changes what was being trained."""
-    before = _flat(saved)
+    before = _flat(OmegaConf.to_container(with_added_keys(OmegaConf.create(saved)), resolve=False))
     now = _flat(OmegaConf.to_container(cfg, resolve=True))
     raw = _flat(OmegaConf.to_container(cfg, resolve=False))
     keys = sorted(set(before) | set(now), key=lambda k: (k not in ("algo.name", "env.name"), k))  # the gist first
@@ -156,11 +156,11 @@ def stored_config(run_dir: Path, hydra_config: bytes | None) -> DictConfig:
         except Exception as err:  # noqa: BLE001  a damaged file: any of yaml's or omegaconf's errors
             raise ConfigError("resume", str(run_dir), f"a run whose .hydra/config.yaml is readable ({err})") from None
         if isinstance(stored, DictConfig) and "algo" in stored and "env" in stored:
-            return stored
+            return with_added_keys(stored)
     found = latest_checkpoint(run_dir)  # its own, never a run's in a folder below it (a sweep's parent)
     if found is None:
         raise ConfigError("resume", str(run_dir), f"a run folder rlrun made (with .hydra/config.yaml or {CHECKPOINT_DIR}/)")
-    return OmegaConf.create(load_rlrun_file(found, "a checkpoint", "algo")["config"])
+    return with_added_keys(OmegaConf.create(load_rlrun_file(found, "a checkpoint", "algo")["config"]))
 
 
 def continued_config(cfg: DictConfig, stored: DictConfig, given: list[str], run_dir: Path) -> DictConfig:
@@ -214,13 +214,13 @@ def load_for_eval(path: str | Path, which: str = "final", device: str = "cpu"):
             raise ConfigError("which", which, f"final: {path.parent} has no {BEST_MODEL_FILE} (it never evaluated)")
     if path.is_file() and path.name in MODEL_FILES.values():
         state = load_rlrun_file(path, "a model file", "networks", device=device)
-        cfg = OmegaConf.create({**state["config"], "device": device})
+        cfg = with_added_keys(OmegaConf.create({**state["config"], "device": device}))
         algo = build(cfg)
         load_networks(algo.networks(), state["networks"], path)
         return algo.act, cfg, int(state["step"]), path
     found = checkpoint_path(path)
     state = load_rlrun_file(found, "a checkpoint", "algo", device=device)
-    cfg = OmegaConf.create({**state["config"], "device": device})
+    cfg = with_added_keys(OmegaConf.create({**state["config"], "device": device}))
     algo = build(cfg)
     try:
         algo.load_state_dict(state["algo"])

@@ -26,6 +26,24 @@ def config_dir() -> str:
     raise FileNotFoundError(f"rlrun's configs/ is missing next to {package}")
 
 
+def with_added_keys(stored: DictConfig) -> DictConfig:
+    """A run's stored config with the algorithm keys rlrun gained since the run was made, at their
+    defaults in configs/algo/ (which keep what such a run did: algo.n_step 1, algo.dueling false,
+    algo.critic_lr null), so an older run can still be resumed, evaluated and collected from."""
+    algo = stored.get("algo")
+    path = Path(config_dir()) / "algo" / f"{algo.get('name')}.yaml" if isinstance(algo, DictConfig) else None
+    if path is None or not path.is_file():
+        return stored  # not an algorithm rlrun knows: validation says so
+    defaults = OmegaConf.to_container(OmegaConf.load(path), resolve=False)  # `${total_timesteps}` stays as written
+    missing = {key: value for key, value in defaults.items() if key not in algo}
+    if not missing:
+        return stored
+    stored = stored.copy()
+    for key, value in missing.items():
+        OmegaConf.update(stored, f"algo.{key}", value, merge=False, force_add=True)
+    return stored
+
+
 class ConfigError(ValueError):
     """A config value that is not allowed. `str(err)` is the one line shown to the user."""
 

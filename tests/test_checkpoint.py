@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from rlrun import checkpoint, evaluate, runner
 from rlrun.algos.reinforce import Reinforce
 from rlrun.build import build
-from rlrun.config import ConfigError
+from rlrun.config import ConfigError, with_added_keys
 from tests.conftest import make_config, run_cli
 
 SMALL = ["eval.every=0", "eval.episodes=1", "log.progress=none"]
@@ -183,3 +183,18 @@ def test_resume_of_a_folder_whose_only_checkpoint_is_foreign_is_one_config_error
     torch.save({"w": torch.zeros(2)}, tmp_path / checkpoint.CHECKPOINT_DIR / "step_000000000001.pt")
     with pytest.raises(ConfigError, match="a checkpoint written by rlrun \\(this file is not one\\)"):
         checkpoint.stored_config(tmp_path, None)
+
+
+def test_a_run_made_before_an_algorithm_key_existed_resumes_and_loads_with_its_default(tmp_path):
+    """algo.n_step came after runs that are still on disk: they take its default, 1, which is what they did."""
+    cfg = make_config("algo=fqi")
+    saved = OmegaConf.to_container(cfg, resolve=True)
+    del saved["algo"]["n_step"]
+    assert with_added_keys(OmegaConf.create(saved)).algo.n_step == 1
+    checkpoint.check_same_run(saved, cfg, tmp_path)  # the same run
+    with pytest.raises(ConfigError, match="algo.n_step=3 is not allowed: 1, as the run"):
+        checkpoint.check_same_run(saved, make_config("algo=fqi", "algo.n_step=3"), tmp_path)
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(saved))
+    stored = checkpoint.stored_config(tmp_path, (tmp_path / ".hydra" / "config.yaml").read_bytes())
+    assert stored.algo.n_step == 1 and stored.algo.K == cfg.algo.K

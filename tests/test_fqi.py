@@ -127,7 +127,10 @@ def test_the_learning_rate_anneals_to_zero_over_lr_anneal_steps_and_is_what_adam
 def rollout_of(rewards, terminated, truncated, valid):
     """A one-env rollout whose observation at time t is t, so rows show which step they lead to."""
     T = len(rewards)
-    column = lambda x, dtype: np.array(x, dtype)[:, None]  # noqa: E731
+
+    def column(x, dtype):
+        return np.array(x, dtype)[:, None]
+
     return Rollout(
         obs=np.arange(T + 1, dtype=np.float32)[:, None, None],
         actions=np.zeros((T, 1), np.int64),
@@ -141,12 +144,12 @@ def rollout_of(rewards, terminated, truncated, valid):
 
 # steps 0-2: an episode that terminates at step 2; 3: the reset; 4-6: one cut by the time limit at
 # step 5; 6: a reset; 7-8: an episode still running when the rollout ends
-N_STEP_ROLLOUT = dict(
-    rewards=[1, 2, 4, 0, 1, 2, 0, 1, 2],
-    terminated=[0, 0, 1, 0, 0, 0, 0, 0, 0],
-    truncated=[0, 0, 0, 0, 0, 1, 0, 0, 0],
-    valid=[1, 1, 1, 0, 1, 1, 0, 1, 1],
-)
+N_STEP_ROLLOUT = {
+    "rewards": [1, 2, 4, 0, 1, 2, 0, 1, 2],
+    "terminated": [0, 0, 1, 0, 0, 0, 0, 0, 0],
+    "truncated": [0, 0, 0, 0, 0, 1, 0, 0, 0],
+    "valid": [1, 1, 1, 0, 1, 1, 0, 1, 1],
+}
 
 
 def test_n_step_rows_sum_rewards_until_n_the_episode_end_or_the_rollout_end():
