@@ -150,13 +150,15 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
-    def add(self, batch: Transitions) -> None:
+    def add(self, batch: Transitions) -> np.ndarray:
+        """Store the batch (its newest `capacity` rows if it holds more); returns the rows written."""
         n = min(len(batch), self.capacity)
         rows = (self.pos + np.arange(n)) % self.capacity
         for field in FIELDS:
             put_obs(getattr(self.data, field), rows, index_obs(getattr(batch, field), slice(len(batch) - n, None)))
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
+        return rows
 
     def add_rollout(self, rollout: Rollout) -> None:
         self.add(from_rollout(rollout))
@@ -188,9 +190,8 @@ class NStepReplayBuffer(ReplayBuffer):
 
     def add_rollout(self, rollout: Rollout) -> None:
         rows, discounts = n_step_transitions(rollout, self.n, self.gamma)
-        kept = min(len(rows), self.capacity)
-        self.discounts[(self.pos + np.arange(kept)) % self.capacity] = discounts[len(rows) - kept :]
-        self.add(rows)
+        written = self.add(rows)
+        self.discounts[written] = discounts[len(rows) - len(written) :]
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Transitions:
         index = rng.integers(self.size, size=batch_size)

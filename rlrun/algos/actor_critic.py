@@ -22,7 +22,6 @@ import torch
 from rlrun.algos.base import Context
 from rlrun.algos.on_policy import OnPolicy, explained_variance, masked_mean
 from rlrun.data import discounted_returns, episode_metrics, gae
-from rlrun.nets import Adam
 
 
 class ActorCritic(OnPolicy):
@@ -30,16 +29,11 @@ class ActorCritic(OnPolicy):
         super().__init__(cfg, ctx, num_envs=1 if cfg.online else cfg.num_envs)
         if self.cfg.critic_lr is not None:  # two parameter groups: pi's at lr, V's at critic_lr
             critic = {id(p) for p in [*self.net.critic_body.parameters(), *self.net.critic_head.parameters()]}
-            self.optimizer = Adam([p for p in self.parameters if id(p) not in critic], lr=cfg.lr, eps=1e-5, fused=True)
+            actor_group = self.optimizer.param_groups[0]
+            actor_group["params"] = [p for p in self.parameters if id(p) not in critic]
             critic_group = [p for p in self.parameters if id(p) in critic]
-            self.optimizer.param_groups.append({**self.optimizer.param_groups[0], "params": critic_group, "lr": cfg.critic_lr})
-
-    def anneal_lr(self, step: int) -> float:
-        """OnPolicy's schedule, applied to critic_lr as well where V has its own step size."""
-        lr = super().anneal_lr(step)
-        if self.cfg.critic_lr is not None and self.cfg.lr_anneal_steps is not None:
-            self.optimizer.param_groups[1]["lr"] = self.cfg.critic_lr * max(0.0, 1 - step / self.cfg.lr_anneal_steps)
-        return lr
+            self.optimizer.param_groups.append({**actor_group, "params": critic_group, "lr": cfg.critic_lr})
+            self.base_lrs.append(cfg.critic_lr)
 
     def iterate(self, step: int) -> tuple[int, dict[str, float]]:
         lr = self.anneal_lr(step)
@@ -63,7 +57,7 @@ class ActorCritic(OnPolicy):
         v, v_next = self.net.value(s_and_next)
         target = r + gamma * not_terminal * v_next.detach()
         value_loss = 0.5 * ((v - target) ** 2).mean()
-        self._online_gradient_step(value_loss)
+        self.gradient_step(value_loss)
 
         # 3. A = r + gamma V(s') - V(s), with the updated V
         with torch.no_grad():
@@ -74,7 +68,7 @@ class ActorCritic(OnPolicy):
         dist = self.net.distribution(s_and_next[:1]) if self.net.shared else self._pi_of_s
         entropy = dist.entropy().mean()
         policy_loss = -(dist.log_prob(self.tensor(rollout.actions[0])) * advantage).mean()
-        self._online_gradient_step(policy_loss - self.cfg.entropy_coef * entropy)
+        self.gradient_step(policy_loss - self.cfg.entropy_coef * entropy)
 
         metrics = {
             "losses/policy_loss": policy_loss.item(),
@@ -89,18 +83,6 @@ class ActorCritic(OnPolicy):
         self._pi_of_s = self.net.distribution(self.tensor(obs))
         actions = self._pi_of_s.sample().detach().cpu().numpy()
         return actions, actions if self.bounds is None else np.clip(actions, *self.bounds)
-
-    def _online_gradient_step(self, loss: torch.Tensor) -> None:
-        """`gradient_step` with clip_grad_norm_'s arithmetic written out for the one device and dtype of
-        these networks: the same numbers without its per-call grouping and checks, which took a third
-        of the time of a step on networks this small."""
-        self.optimizer.zero_grad()
-        loss.backward()
-        if self.cfg.max_grad_norm is not None:
-            grads = [p.grad for p in self.parameters if p.grad is not None]
-            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
-            torch._foreach_mul_(grads, torch.clamp(self.cfg.max_grad_norm / (norm + 1e-6), max=1.0))
-        self.optimizer.step()
 
     def batched_box(self) -> tuple[int, dict[str, float]]:
         cfg = self.cfg
