@@ -96,8 +96,8 @@ CASES: list[str] = [
     "rlrun-compare /no/such/folder",
     "rlrun-compare {tmp} --metric nonsense",
     # damaged or foreign datasets
-    "rlrun algo=fqi algo.dataset={tmp}/npy_as.npz",
-    "rlrun algo=fqi algo.dataset={tmp}/scalars.npz",
+    "rlrun algo=fqi algo.n_step=1 algo.dataset={tmp}/npy_as.npz",
+    "rlrun algo=fqi algo.n_step=1 algo.dataset={tmp}/scalars.npz",
     "rlrun algo=bc algo.dataset={tmp}/empty.npz",
 ]
 

@@ -27,7 +27,7 @@ import numpy as np
 COMMON = ["env=cartpole", "threads=1", "log.progress=none", "eval.episodes=10"]
 ENTRY_POINTS = {"rlrun.cli": "rlrun", "rlrun.collect": "rlrun-collect", "rlrun.compare": "rlrun-compare"}
 # Offline fitted Q-iteration fits each target set longer than online (the advice in configs/algo/fqi.yaml).
-OFFLINE_FQI = ["algo.K=1", "algo.S=128", "algo.lr=0.0005", "algo.batch_size=256"]
+OFFLINE_FQI = ["algo.K=1", "algo.S=128", "algo.lr=0.0005", "algo.batch_size=256", "algo.n_step=1"]
 
 
 def run(module: str, *args: str) -> None:

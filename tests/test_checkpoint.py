@@ -187,7 +187,7 @@ def test_resume_of_a_folder_whose_only_checkpoint_is_foreign_is_one_config_error
 
 def test_a_run_made_before_an_algorithm_key_existed_resumes_and_loads_with_its_default(tmp_path):
     """algo.n_step came after runs that are still on disk: they take its default, 1, which is what they did."""
-    cfg = make_config("algo=fqi")
+    cfg = make_config("algo=fqi", "algo.n_step=1")  # as CartPole's pair settings were then
     saved = OmegaConf.to_container(cfg, resolve=True)
     del saved["algo"]["n_step"]
     assert with_added_keys(OmegaConf.create(saved)).algo.n_step == 1

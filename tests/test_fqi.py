@@ -82,7 +82,7 @@ def test_online_run_then_a_dataset_from_its_model_then_an_offline_run(tmp_cwd, c
         assert scalars[tag] and all(math.isfinite(v) for _, v in scalars[tag]), tag
 
     collect.main(["--out", str(tmp_cwd / "d.npz"), "--transitions", "500", "--policy", "online", "--epsilon", "0.3"])
-    cfg = make_config("algo=fqi", f"algo.dataset={tmp_cwd / 'd.npz'}", "algo.K=2", "algo.S=50", "log.every=100", *TINY)
+    cfg = make_config("algo=fqi", f"algo.dataset={tmp_cwd / 'd.npz'}", "algo.n_step=1", "algo.K=2", "algo.S=50", "log.every=100", *TINY)
     with caplog.at_level(logging.INFO, logger="rlrun"):
         final = runner.train(cfg, tmp_cwd / "offline")
     summary = json.loads((tmp_cwd / "offline" / "summary.json").read_text())
@@ -105,14 +105,14 @@ def test_online_run_then_a_dataset_from_its_model_then_an_offline_run(tmp_cwd, c
 )
 def test_bad_input_is_one_config_error(override, allowed):
     with pytest.raises(ConfigError) as err:
-        build(make_config("algo=fqi", override))
+        build(make_config("algo=fqi", "algo.n_step=1", override))  # CartPole's pair takes 5 steps, for online runs only
     assert allowed in str(err.value)
 
 
 def test_a_dataset_smaller_than_a_batch_is_refused(tmp_path):
     datasets.save(tmp_path / "small.npz", HAND_MADE)
     with pytest.raises(ConfigError, match="algo.batch_size=64 is not allowed: <= the dataset's 3 transitions"):
-        build(make_config("algo=fqi", f"algo.dataset={tmp_path / 'small.npz'}"))
+        build(make_config("algo=fqi", f"algo.dataset={tmp_path / 'small.npz'}", "algo.n_step=1"))
 
 
 def test_the_learning_rate_anneals_to_zero_over_lr_anneal_steps_and_is_what_adam_uses():
@@ -193,7 +193,8 @@ def test_fqi_with_n_step_fills_an_n_step_buffer_and_learns_from_it():
                              "algo.K=1", "algo.S=2"))
     steps, metrics = algo.iterate(0)
     assert isinstance(algo.buffer, NStepReplayBuffer) and len(algo.buffer) == steps
-    assert np.unique(algo.buffer.discounts[: len(algo.buffer)]) == pytest.approx([0.99**3, 0.99**2, 0.99])  # m = 3, 2, 1
+    gamma = algo.cfg.gamma
+    assert np.unique(algo.buffer.discounts[: len(algo.buffer)]) == pytest.approx([gamma**3, gamma**2, gamma])  # m = 3, 2, 1
     assert math.isfinite(metrics["losses/q_loss"])
 
 
@@ -202,6 +203,7 @@ def test_fqi_with_n_step_fills_an_n_step_buffer_and_learns_from_it():
     [
         (["algo.n_step=0"], "algo.n_step=0 is not allowed: an integer in [1, 1000]"),
         (["env=bitflip", "algo.her.strategy=future", "algo.n_step=3"], "algo.n_step=3 is not allowed: 1 with algo.her"),
+        (["algo.dataset=d.npz"], "algo.n_step=5 is not allowed: 1 with algo.dataset"),  # CartPole's online pair
     ],
 )
 def test_bad_n_step_is_one_config_error(overrides, allowed):

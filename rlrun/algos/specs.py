@@ -101,7 +101,12 @@ def _check_fqi(cfg: DictConfig) -> None:
         if cfg.her.strategy is not None:
             raise ConfigError("algo.her.strategy", cfg.her.strategy, "null with algo.dataset (a dataset is not relabelled)")
         if cfg.n_step > 1:
-            raise ConfigError("algo.n_step", cfg.n_step, "1 with algo.dataset (a dataset's rows are one step each)")
+            raise ConfigError(
+                "algo.n_step",
+                cfg.n_step,
+                "1 with algo.dataset (a dataset's rows are one step each; "
+                "pair settings in configs/algo_env/ set more for online runs)",
+            )
         return
     if cfg.N < cfg.batch_size:
         raise ConfigError("algo.N", cfg.N, f">= algo.batch_size ({cfg.batch_size}): each iteration's data fills a batch")
