@@ -72,6 +72,8 @@ class FittedQ(Algorithm):
                 f"null for {ctx.env_cfg.name} ({envs.describe_space(obs_space)} observations): relabelling needs "
                 "a goal env (Dict observations with achieved_goal and desired_goal, compute_reward, compute_terminated)",
             )
+        if cfg.n_step > 1:  # checked after the env: on CartPole the pair's n_step is not what the user got wrong
+            raise ConfigError("algo.n_step", cfg.n_step, "1 with algo.her.strategy set (relabelled rows are one step each)")
         return HindsightReplayBuffer(
             cfg.buffer_size, obs_space, action_space, cfg.num_envs, strategy, cfg.her["k"],
             env.compute_reward, env.compute_terminated,

@@ -91,8 +91,6 @@ def _check_n_fills_envs(cfg: DictConfig) -> None:
 def _check_her(cfg: DictConfig) -> None:
     for key, rule in HER_RULES.items():
         rule(f"algo.her.{key}", cfg.her[key])
-    if cfg.her.strategy is not None and cfg.n_step > 1:
-        raise ConfigError("algo.n_step", cfg.n_step, "1 with algo.her.strategy set (relabelled rows are one step each)")
 
 
 def _check_fqi(cfg: DictConfig) -> None:
