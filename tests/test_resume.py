@@ -84,6 +84,7 @@ def test_resume_with_another_algorithm_is_refused_and_the_run_is_kept(tmp_path):
 
 def test_sigint_saves_a_checkpoint_after_the_iteration_and_stops(tmp_path, monkeypatch):
     original, steps = Reinforce.iterate, []
+    before = signal.getsignal(signal.SIGINT)  # Python's default, or SIG_IGN when started in the background by `&`
 
     def iterate(self, step):
         n, metrics = original(self, step)
@@ -101,7 +102,7 @@ def test_sigint_saves_a_checkpoint_after_the_iteration_and_stops(tmp_path, monke
     assert err.value.signum == signal.SIGINT and f"at step {sum(steps)}" in str(err.value)
     assert checkpoint.latest_checkpoint(tmp_path).name == f"step_{sum(steps):012d}.pt"
     assert not (tmp_path / runner.SUMMARY_FILE).exists()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C acts as usual again
+    assert signal.getsignal(signal.SIGINT) is before  # Ctrl-C acts as it did before the run again
 
 
 def test_resume_alone_continues_with_the_runs_own_algo_env_budget_and_intervals(tmp_path):
