@@ -183,6 +183,11 @@ def episode_metrics(*rollouts: Rollout) -> dict[str, float]:
     return metrics
 
 
+# (returns, lengths, successes) of a step or rollout in which no episode ended: one shared tuple, not three new
+# arrays every env step (nothing is ever written into an empty array)
+NO_ENDS = (np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool))
+
+
 class RolloutCollector:
     """Steps a vector env (NEXT_STEP autoreset) T steps at a time, carrying episodes across calls."""
 
@@ -225,12 +230,8 @@ class RolloutCollector:
             if len(ended[0]):
                 ends.append(ended)
         put_obs(obs, T, self.obs)
-        returns, lengths, successes = (np.concatenate(parts) for parts in zip(*ends)) if ends else self._no_ends()
+        returns, lengths, successes = (np.concatenate(parts) for parts in zip(*ends)) if ends else NO_ENDS
         return Rollout(obs, np.stack(actions), rewards, terminated, truncated, valid, returns, lengths, successes)
-
-    @staticmethod
-    def _no_ends() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool)
 
     def _step(self, sample):
         """One step of every sub-env: (stored actions, valid, rewards, terminated, truncated, and the
@@ -245,7 +246,7 @@ class RolloutCollector:
         self.episode_return += rewards
         self.episode_length += valid
         ended = terminated | truncated
-        finished = self._no_ends()
+        finished = NO_ENDS
         if ended.any():
             reported, succeeded = reported_successes(info, ended)
             finished = self.episode_return[ended], self.episode_length[ended], succeeded[reported]

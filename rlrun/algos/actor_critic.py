@@ -81,8 +81,7 @@ class ActorCritic(OnPolicy):
         """`sample`, keeping pi(.|obs) with its graph in `_pi_of_s`: the same actions from the same random
         numbers, and one forward pass of the policy less per online box."""
         self._pi_of_s = self.net.distribution(self.tensor(obs))
-        actions = self._pi_of_s.sample().detach().cpu().numpy()
-        return actions, actions if self.bounds is None else np.clip(actions, *self.bounds)
+        return self.sampled(self._pi_of_s)
 
     def batched_box(self) -> tuple[int, dict[str, float]]:
         cfg = self.cfg

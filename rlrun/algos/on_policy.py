@@ -51,7 +51,11 @@ class OnPolicy(Algorithm):
     @torch.inference_mode()
     def sample(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(action as sampled, for the log-probability; action clipped to the bounds, for the env)."""
-        actions = self.net.distribution(self.tensor(obs)).sample().cpu().numpy()
+        return self.sampled(self.net.distribution(self.tensor(obs)))
+
+    def sampled(self, pi: torch.distributions.Distribution) -> tuple[np.ndarray, np.ndarray]:
+        """`sample`'s pair for actions drawn from `pi` (drawing adds nothing to pi's graph)."""
+        actions = pi.sample().cpu().numpy()
         return actions, actions if self.bounds is None else np.clip(actions, *self.bounds)
 
     @torch.inference_mode()
