@@ -109,11 +109,13 @@ def test_cli_bad_input_exits_2_with_one_line_and_leaves_no_run(tmp_cwd, override
     assert not list((tmp_cwd / "outputs").glob("*/*"))
 
 
-def test_unknown_algorithm_lists_the_choices(tmp_cwd):
-    proc = run_cli("algo=nope", cwd=tmp_cwd, check=False)
-    options = ", ".join(sorted(p.stem for p in (Path(config_dir()) / "algo").glob("*.yaml")))
+@pytest.mark.parametrize("group", ["algo", "experiment"])
+def test_unknown_group_option_lists_the_choices(tmp_cwd, group):
+    # experiment defaults to none, but a name that is not a preset must not run the defaults silently
+    proc = run_cli(f"{group}=nope", cwd=tmp_cwd, check=False)
+    options = ", ".join(sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml")))
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
-        f"rlrun: error: algo='nope' is not allowed: one of {options} (configs/algo/)"
+        f"rlrun: error: {group}='nope' is not allowed: one of {options} (configs/{group}/)"
     ]
     assert "Traceback" not in proc.stderr
 
