@@ -15,13 +15,24 @@ from torch import nn
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
-def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: str = "tanh") -> nn.Sequential:
+class Layers(nn.Sequential):
+    """nn.Sequential that calls each layer's `forward` itself. Calling a module runs torch's hook
+    machinery, about 3 us a layer: a third of acting in ten envs with a [64, 64] MLP, where evaluation
+    spends its time. Same parameters, same state_dict keys, same numbers; layers take no hooks."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self:
+            x = layer.forward(x)
+        return x
+
+
+def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: str = "tanh") -> Layers:
     layers: list[nn.Module] = []
     for width in hidden_sizes:
         layers += [nn.Linear(in_dim, width), ACTIVATIONS[activation]()]
         in_dim = width
     layers.append(nn.Linear(in_dim, out_dim))
-    return nn.Sequential(*layers)
+    return Layers(*layers)
 
 
 class Categorical:
@@ -136,13 +147,13 @@ class ValueFunction(nn.Module):
         return self.body(self.encode(obs)).squeeze(-1)
 
 
-def _trunk(in_dim: int, hidden_sizes: Sequence[int], activation: str) -> tuple[nn.Sequential, int]:
+def _trunk(in_dim: int, hidden_sizes: Sequence[int], activation: str) -> tuple[Layers, int]:
     """Hidden layers only (no output layer), orthogonally initialised; returns (layers, out width)."""
     layers: list[nn.Module] = []
     for width in hidden_sizes:
         layers += [_orthogonal(nn.Linear(in_dim, width), np.sqrt(2)), ACTIVATIONS[activation]()]
         in_dim = width
-    return nn.Sequential(*layers), in_dim
+    return Layers(*layers), in_dim
 
 
 def _orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:

@@ -142,3 +142,21 @@ def test_dueling_q_is_value_plus_centred_advantages():
     values, advantages = out[:, :1], out[:, 1:]
     torch.testing.assert_close(q(obs).mean(-1, keepdim=True), values)
     torch.testing.assert_close(q(obs)[:, 1] - q(obs)[:, 0], advantages[:, 1] - advantages[:, 0])
+
+
+def test_layers_compute_what_nn_sequential_does_with_the_same_state_dict():
+    """`Layers` skips torch's per-module call machinery, nothing else: the same numbers, bit for bit,
+    forward and backward, and checkpoints of either load into the other."""
+    from torch import nn
+
+    from rlrun.nets import Layers, mlp
+
+    torch.manual_seed(0)
+    fast = mlp(4, [64, 64], 2)
+    plain = nn.Sequential(*fast)
+    assert isinstance(fast, Layers) and list(fast.state_dict()) == list(plain.state_dict())
+    x = torch.randn(10, 4)
+    out_fast, out_plain = fast(x), plain(x)
+    assert torch.equal(out_fast, out_plain)
+    grads = [torch.autograd.grad(out.square().sum(), list(net.parameters())) for out, net in ((out_fast, fast), (out_plain, plain))]
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
