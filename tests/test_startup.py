@@ -75,3 +75,27 @@ def test_the_event_writer_imports_no_cloud_storage_clients():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_a_finished_run_exits_at_once_with_everything_written(tmp_path):
+    """After a run the command skips Python's shutdown (os._exit): the exit code, the console's last
+    line, the run's log, its events and files must all be there as after a normal exit; a refused
+    value still exits as usual, with its code."""
+    from tests.conftest import read_scalars
+
+    run_dir = tmp_path / "run"
+    args = ["algo=reinforce", "algo.N=2", "total_timesteps=200", "eval.every=100", "eval.episodes=2",
+            "log.progress=none", f"hydra.run.dir={run_dir}"]
+    code = "import atexit, sys; atexit.register(print, 'shutdown ran'); from rlrun.cli import command; command()"
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "shutdown ran" not in proc.stdout  # the interpreter's shutdown was skipped
+    assert "final eval return" in proc.stdout.strip().splitlines()[-1]
+    assert "final eval return" in (run_dir / "cli.log").read_text().strip().splitlines()[-1]
+    assert {"summary.json", "model.pt", "best_model.pt"} <= {p.name for p in run_dir.iterdir()}
+    assert read_scalars(run_dir)["eval/episodic_return"][-1][0] >= 200
+
+    refused = subprocess.run([sys.executable, "-c", code, "algo.gamma=1.5"], capture_output=True, text=True,
+                             timeout=60, check=False, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "shutdown ran" in refused.stdout
