@@ -420,9 +420,10 @@ def command() -> None:
     """The `rlrun` command: `main`, and after a single run that ended well the process exits at once,
     with its log and streams flushed. Python's own shutdown would first tear down torch's modules one
     by one, about 0.2 s of a 3 s run, for nothing a user keeps. Sweeps, failures and every other
-    command exit as usual (a sweep's launcher may still have workers to wait for)."""
+    command exit as usual (a sweep's launcher may still have workers to wait for), and so does a run
+    under a profiler or a tracer (cProfile, coverage), which writes its results at shutdown."""
     main()
-    if single_run_done:
+    if single_run_done and sys.getprofile() is None and sys.gettrace() is None:
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
