@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.distributions import Categorical
 
 from rlrun.algos.reinforce import policy_gradient_loss
+from rlrun.build import build
+from tests.conftest import make_config
 
 
 def test_gradient_estimate_matches_the_exact_policy_gradient_of_a_bandit():
@@ -38,3 +41,14 @@ def test_padding_contributes_nothing_to_the_loss():
     advantages = torch.ones(2, 2)
     valid = torch.tensor([[True, True], [True, False]])
     assert policy_gradient_loss(log_probs, advantages, valid).item() == (1 + 2 + 3) / 2
+
+
+def test_lr_and_value_lr_anneal_to_zero_over_lr_anneal_steps_and_are_what_adam_uses():
+    algo = build(make_config("algo=reinforce", "algo.N=2", "algo.baseline=value", "algo.lr_anneal_steps=256"))
+    for step in (0, 64, 192, 256, 320):
+        left = max(0.0, 1 - step / 256)
+        assert algo.iterate(step)[1]["charts/learning_rate"] == pytest.approx(algo.cfg.lr * left)
+        assert algo.optimizer.param_groups[0]["lr"] == pytest.approx(algo.cfg.lr * left)
+        assert algo.value_optimizer.param_groups[0]["lr"] == pytest.approx(algo.cfg.value_lr * left)
+    constant = build(make_config("algo=reinforce", "algo.N=2"))
+    assert constant.iterate(10_000)[1]["charts/learning_rate"] == constant.cfg.lr

@@ -61,8 +61,20 @@ class Reinforce(Algorithm):
     def act(self, obs: np.ndarray) -> np.ndarray:
         return self.to_env(self.policy.deterministic(self.tensor(obs)))
 
+    def anneal_lr(self, step: int) -> float:
+        """lr (and value_lr) decayed linearly from its configured value to 0 over `lr_anneal_steps`
+        env steps; returns the policy's lr."""
+        cfg = self.cfg
+        if cfg.lr_anneal_steps is not None:
+            left = max(0.0, 1 - step / cfg.lr_anneal_steps)
+            self.optimizer.param_groups[0]["lr"] = cfg.lr * left
+            if self.value is not None:
+                self.value_optimizer.param_groups[0]["lr"] = cfg.value_lr * left
+        return self.optimizer.param_groups[0]["lr"]
+
     def iterate(self, step: int) -> tuple[int, dict[str, float]]:
         cfg = self.cfg
+        lr = self.anneal_lr(step)
         # 1. sample N trajectories from pi_theta
         batch = sample_trajectories(self.env, self.sample_action, seed=int(self.rng.integers(2**31)))
         obs, valid = self.tensor(batch.obs), self.tensor(batch.valid)
@@ -95,6 +107,7 @@ class Reinforce(Algorithm):
             "losses/entropy": dist.entropy()[valid].mean().item(),
             "charts/episodic_return": float(batch.episode_returns.mean()),
             "charts/episodic_length": float(batch.episode_lengths.mean()),
+            "charts/learning_rate": lr,
         }
         if self.value is not None:
             metrics["losses/value_loss"] = self.fit_value(obs, returns, valid)

@@ -155,6 +155,7 @@ SPECS: dict[str, AlgoSpec] = {
             "normalize_advantages": flag(),
             "lr": number(0, low_open=True),
             "value_lr": number(0, low_open=True),
+            "lr_anneal_steps": optional(integer(1)),
             "value_steps": integer(1),
             **SHARED_NET_RULES,
             "log_std_init": number(-20, 2),
