@@ -7,7 +7,9 @@ For every pairing and seed, rlrun and its SB3 counterpart run one after the othe
 alternates by seed), each as its own process: the `rlrun` command, and this script started again
 as an SB3 worker (`--sb3-worker`) that imports SB3, trains and exits. Both evaluate 10 deterministic
 episodes every `eval_every` env steps on an env of their own, with evaluation time excluded from
-training time, and both stop at the first evaluation that reaches the target (or at the budget).
+training time, and both stop at the first evaluation that reaches the target. rlrun runs the command
+a user types (`rlrun algo=... env=... eval.stop_at=...`), so with its own budget and the schedules
+that follow it (an lr annealed over `total_timesteps`); SB3 stops at the pairing's budget.
 Reported per pairing: median env steps and training seconds to the target, median env steps/s,
 the median wall time of the whole process from its start to its exit (imports, set-up,
 evaluations and files included: what a user waits for), and rlrun/SB3 ratios of each. The table is
@@ -33,7 +35,7 @@ class Pairing:
     env_id: str
     threshold: float
     eval_every: int
-    budget: int
+    budget: int  # SB3's total_timesteps (rlrun keeps its config's)
     rlrun: list[str]
     sb3_algo: str
     sb3_kwargs: dict = field(default_factory=dict)
@@ -103,7 +105,7 @@ def run_rlrun(p: Pairing, seed: int, out: Path, threads: int) -> dict:
 
     run_dir = out / f"rlrun_{p.name.replace(' ', '_')}_seed{seed}"
     cmd = [
-        "rlrun", *p.rlrun, f"seed={seed}", f"total_timesteps={p.budget}", f"eval.every={p.eval_every}",
+        "rlrun", *p.rlrun, f"seed={seed}", f"eval.every={p.eval_every}",
         "eval.episodes=10", f"eval.stop_at={p.threshold}", f"threads={threads}", "log.progress=none",
         f"hydra.run.dir={run_dir}",
     ]
