@@ -71,7 +71,7 @@ try:
 finally:
     marks["end"] = time.time()
     print("PHASES " + json.dumps({**marks, **totals}), file=sys.stderr, flush=True)
-if cli.single_run_done:  # end as the command does (rlrun.cli.command), whose main() already ran
+if getattr(cli, "single_run_done", False):  # end as the command does (rlrun.cli.command); older rlrun: as Python does
     import logging, os
     logging.shutdown()
     os._exit(0)
