@@ -106,7 +106,7 @@ def sample_trajectories(env: gym.vector.VectorEnv, act: Callable[[Observations],
         columns["terminated"].append(terminated & running)
         columns["truncated"].append(truncated & running & ~terminated)
         ended = (terminated | truncated) & running
-        if ended.any():  # most steps end no episode: nothing more to note (a third of the loop's own time)
+        if ended.any():  # most steps end no episode, and then there is nothing more to note
             put_obs(final_obs, ended, index_obs(next_obs, ended))
             now_reported, now_succeeded = reported_successes(info, ended)
             reported |= now_reported

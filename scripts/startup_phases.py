@@ -65,16 +65,18 @@ def traced_train_seeds(*args, **kwargs):
     return train_seeds(*args, **kwargs)
 
 cli.sweep.train_seeds = traced_train_seeds
+main = cli.main
+
+def traced_main():
+    try:
+        main()
+    finally:
+        marks["end"] = time.time()
+        print("PHASES " + json.dumps({**marks, **totals}), file=sys.stderr, flush=True)
+
+cli.main = traced_main  # what the command calls, so it ends as the command does
 sys.argv[0] = "rlrun"
-try:
-    cli.main()
-finally:
-    marks["end"] = time.time()
-    print("PHASES " + json.dumps({**marks, **totals}), file=sys.stderr, flush=True)
-if getattr(cli, "single_run_done", False):  # end as the command does (rlrun.cli.command); older rlrun: as Python does
-    import logging, os
-    logging.shutdown()
-    os._exit(0)
+getattr(cli, "command", traced_main)()  # an older rlrun without `command` exits as Python does
 """
 
 

@@ -158,5 +158,8 @@ def test_layers_compute_what_nn_sequential_does_with_the_same_state_dict():
     x = torch.randn(10, 4)
     out_fast, out_plain = fast(x), plain(x)
     assert torch.equal(out_fast, out_plain)
-    grads = [torch.autograd.grad(out.square().sum(), list(net.parameters())) for out, net in ((out_fast, fast), (out_plain, plain))]
+    grads = [
+        torch.autograd.grad(out.square().sum(), list(net.parameters()))
+        for out, net in ((out_fast, fast), (out_plain, plain))
+    ]
     assert all(torch.equal(a, b) for a, b in zip(*grads))

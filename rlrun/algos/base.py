@@ -62,6 +62,12 @@ def plain(cfg: DictConfig) -> SimpleNamespace:
     return SimpleNamespace(**OmegaConf.to_container(cfg, resolve=True))
 
 
+def lr_left(step: int, anneal_steps: int) -> float:
+    """The share of its configured value a learning rate keeps at `step` when it decays linearly to 0
+    over `anneal_steps` (an algorithm's `lr_anneal_steps`)."""
+    return max(0.0, 1 - step / anneal_steps)
+
+
 @dataclass
 class Context:
     """What an algorithm gets from the build step: env construction, seed, device, and the env's

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from rlrun import envs
-from rlrun.algos.base import Algorithm, Context, plain
+from rlrun.algos.base import Algorithm, Context, lr_left, plain
 from rlrun.buffers import HindsightReplayBuffer, NStepReplayBuffer, ReplayBuffer, Transitions, has_goals
 from rlrun.config import ConfigError
 from rlrun.data import Observations, RolloutCollector, episode_metrics
@@ -114,7 +114,7 @@ class FittedQ(Algorithm):
                 return steps, metrics
 
         if cfg.lr_anneal_steps is not None:  # a Q-function that stops moving at the end of the budget
-            lr = cfg.lr * max(0.0, 1 - step / cfg.lr_anneal_steps)
+            lr = cfg.lr * lr_left(step, cfg.lr_anneal_steps)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             metrics["charts/learning_rate"] = lr

@@ -7,7 +7,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlrun.algos.base import Algorithm, Context, plain
+from rlrun.algos.base import Algorithm, Context, lr_left, plain
 from rlrun.data import RolloutCollector
 from rlrun.nets import ActorCritic as ActorCriticNet
 from rlrun.nets import Adam
@@ -67,8 +67,9 @@ class OnPolicy(Algorithm):
         """Decay each parameter group's learning rate linearly from its base to 0 over `lr_anneal_steps`
         env steps; return the first group's (`lr`)."""
         if self.cfg.lr_anneal_steps is not None:
+            left = lr_left(step, self.cfg.lr_anneal_steps)
             for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
-                group["lr"] = base * max(0.0, 1 - step / self.cfg.lr_anneal_steps)
+                group["lr"] = base * left
         return self.optimizer.param_groups[0]["lr"]
 
     def gradient_step(self, loss: torch.Tensor) -> None:

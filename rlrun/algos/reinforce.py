@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rlrun.algos.base import Algorithm, Context, plain
+from rlrun.algos.base import Algorithm, Context, lr_left, plain
 from rlrun.data import Trajectories, discounted_returns, sample_trajectories
 from rlrun.nets import ActionAdapter, Adam, Policy, ValueFunction
 
@@ -66,7 +66,7 @@ class Reinforce(Algorithm):
         env steps; returns the policy's lr."""
         cfg = self.cfg
         if cfg.lr_anneal_steps is not None:
-            left = max(0.0, 1 - step / cfg.lr_anneal_steps)
+            left = lr_left(step, cfg.lr_anneal_steps)
             self.optimizer.param_groups[0]["lr"] = cfg.lr * left
             if self.value is not None:
                 self.value_optimizer.param_groups[0]["lr"] = cfg.value_lr * left
