@@ -258,17 +258,21 @@ class StateActionQ(nn.Module):
         self.activation = ACTIVATIONS[activation]()
         self.n = n
 
-    def forward(self, obs: Observations, actions: torch.Tensor) -> torch.Tensor:
-        """obs [*batch, *obs_shape] and flat actions [*batch, action_dim] -> [n, *batch]."""
+    def forward(self, obs: Observations, actions: torch.Tensor, first: int | None = None) -> torch.Tensor:
+        """obs [*batch, *obs_shape] and flat actions [*batch, action_dim] -> [n, *batch]; with `first`,
+        only Q_1 .. Q_first -> [first, *batch]."""
+        n = self.n if first is None else first
         x = torch.cat([self.encode(obs), actions], -1)
         batch_shape = x.shape[:-1]
-        h = x.reshape(1, -1, x.shape[-1]).expand(self.n, -1, -1)
+        h = x.reshape(1, -1, x.shape[-1]).expand(n, -1, -1)
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            if n < self.n:  # sliced only then: a slice is one more node in the backward pass of training
+                w, b = w[:n], b[:n]
             h = torch.baddbmm(b, h, w)
             if i < last:
                 h = self.activation(h)
-        return h.reshape(self.n, *batch_shape)
+        return h.reshape(n, *batch_shape)
 
 
 class Adam:

@@ -18,15 +18,33 @@ SMALL = ["algo=qtopt", "env=pendulum", "algo.N=32", "algo.S=4", "algo.batch_size
          "algo.hidden_sizes=[16,16]"]
 
 
-def test_targets_use_the_smaller_target_q_at_the_cem_argmax():
+def test_cem_maximises_the_min_of_the_qs_or_of_the_first():
     algo = build(make_config(*SMALL, "algo.cem_iterations=4"))
     obs = torch.as_tensor(np.random.default_rng(0).normal(size=(8, 3)), dtype=torch.float32)
-    best = algo.greedy(algo.q_target, obs, torch.Generator().manual_seed(0))
-    assert ((best.actions >= -2) & (best.actions <= 2)).all()
-    assert torch.allclose(best.values, algo.q_target(obs, best.actions).min(0).values)
     grid = torch.linspace(-2, 2, 401).reshape(1, -1, 1).expand(8, -1, -1)
-    grid_max = algo.q_target(obs.unsqueeze(1).expand(-1, 401, -1), grid).min(0).values.max(1).values
-    assert (best.values >= grid_max - 0.01).all()  # CEM's max is as good as a fine grid's
+    grid_q = algo.q_target(obs.unsqueeze(1).expand(-1, 401, -1), grid)  # [2, 8, 401]
+    for first, grid_value in ((None, grid_q.min(0).values), (1, grid_q[0])):
+        best = algo.greedy(algo.q_target, obs, torch.Generator().manual_seed(0), first)
+        assert ((best.actions >= -2) & (best.actions <= 2)).all()
+        q = algo.q_target(obs, best.actions)
+        assert torch.allclose(best.values, q.min(0).values if first is None else q[0])
+        assert (best.values >= grid_value.max(1).values - 0.01).all()  # CEM's max is as good as a fine grid's
+    assert torch.equal(algo.q_target(obs, best.actions, first=1), q[:1])
+
+
+def test_targets_value_the_first_target_qs_argmax_by_the_smaller_target_q():
+    algo = build(make_config(*SMALL, "algo.learning_starts=1000"))
+    algo.iterate(0)  # 32 transitions into the buffer, no gradient step yet
+    batch = algo.buffer.sample(32, np.random.default_rng(1)).to("cpu")
+    generator_state = algo.train_generator.get_state()
+    with torch.no_grad():
+        best = algo.greedy(algo.q_target, batch.next_obs, torch.Generator().set_state(generator_state), first=1)
+        y = batch.rewards + 0.99 * algo.q_target(batch.next_obs, best.actions).min(0).values * ~batch.terminated
+        expected = 0.5 * ((algo.q(batch.obs, batch.actions) - y) ** 2).mean(1).sum()
+        clipped_by_the_first = batch.rewards + 0.99 * best.values * ~batch.terminated
+    assert not torch.allclose(y, clipped_by_the_first)  # the min of both differs from Q'_1's own maximum
+    metrics = algo.gradient_step(batch)
+    assert torch.allclose(metrics["losses/q_loss"], expected)
 
 
 def test_short_run_logs_q_and_cem_tags_and_acts_within_the_bounds(tmp_path):

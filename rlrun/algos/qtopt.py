@@ -2,11 +2,15 @@
 actions taken by the cross-entropy method (rlrun.cem), both to act and for the targets:
 
     1. collect N transitions with a = CEM argmax_a Q(s, a) plus Gaussian noise, into a replay buffer
-    2. K times:  y_i <- r_i + gamma max_a' min_j Q'_j(s'_i, a')     (max by CEM; no value after a terminal)
+    2. K times:  y_i <- r_i + gamma min_j Q'_j(s'_i, a*_i),  a*_i = argmax_a' Q'_1(s'_i, a')
+                 (argmax by CEM; no value after a terminal)
     3.           S times: phi_j <- phi_j - lr grad 1/2 sum_i ||Q_j(s_i, a_i) - y_i||^2, j = 1, 2
 
-Clipped double Q: two Q networks, each with a target copy; the targets use the smaller of the
-two target values, which keeps the max over a noisy Q from inflating the targets.
+Clipped double Q: two Q networks, each with a target copy; the targets value the next action by
+the smaller of the two target values, which keeps the max over a noisy Q from inflating them. The
+next action is the CEM maximum of the first target network alone, as TD3 takes it from one actor:
+searching the min of both would double the CEM's arithmetic, most of a gradient step's time.
+Acting, where the search is over a handful of states, maximises the min of both.
 """
 
 from __future__ import annotations
@@ -33,13 +37,14 @@ class QTOpt(FittedQ):
         self.train_generator = torch.Generator(self.device).manual_seed(ctx.seed)
         self.eval_generator = torch.Generator(self.device).manual_seed(ctx.seed + 1)
 
-    def greedy(self, q: StateActionQ, obs, generator: torch.Generator) -> cem.CEMResult:
-        """CEM's argmax_a min_j Q_j(s, a) for each state of the batch (a tensor, or a dict of them)."""
+    def greedy(self, q: StateActionQ, obs, generator: torch.Generator, first: int | None = None) -> cem.CEMResult:
+        """CEM's argmax_a min_j Q_j(s, a) for each state of the batch (a tensor, or a dict of them);
+        with `first`, the min over Q_1 .. Q_first only."""
         cfg = self.cfg
 
         def value(actions: torch.Tensor) -> torch.Tensor:
             states = map_obs(lambda x: x.unsqueeze(1).expand(-1, actions.shape[1], *x.shape[1:]), obs)
-            return q(states, actions).min(0).values
+            return q(states, actions, first).min(0).values
 
         return cem.maximize(
             value, batch_len(obs), self.low, self.high,
@@ -62,10 +67,11 @@ class QTOpt(FittedQ):
         return np.clip(actions, low, high).astype(np.float32)
 
     def gradient_step(self, batch: Transitions) -> dict[str, torch.Tensor]:
-        # 2. targets: y = r + gamma max_a' min_j Q'_j(s', a'), the max by CEM
+        # 2. targets: y = r + gamma min_j Q'_j(s', a*), a* = argmax_a' Q'_1(s', a') by CEM
         with torch.no_grad():
-            best = self.greedy(self.q_target, batch.next_obs, self.train_generator)
-            y = batch.rewards + batch.bootstrap_weights(self.cfg.gamma) * best.values * ~batch.terminated
+            best = self.greedy(self.q_target, batch.next_obs, self.train_generator, first=1)
+            next_value = self.q_target(batch.next_obs, best.actions).min(0).values
+            y = batch.rewards + batch.bootstrap_weights(self.cfg.gamma) * next_value * ~batch.terminated
         # 3. a gradient step on both Qs' squared errors
         q = self.q(batch.obs, batch.actions)  # [2, B]
         loss = 0.5 * ((q - y) ** 2).mean(1).sum()
