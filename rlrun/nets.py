@@ -76,6 +76,71 @@ class DiagonalGaussian:
 Distribution = Categorical | DiagonalGaussian
 
 
+NUMPY_ACTIVATIONS = {nn.Tanh: np.tanh, nn.ReLU: lambda x: np.maximum(x, 0, out=x)}
+
+
+class NumpyPolicy:
+    """A policy's acting, sampled and deterministic, in numpy: for a policy on the CPU over flat
+    observations. Torch dispatches an op in 3-5 us and numpy in about 1, and acting in a few envs is a
+    dozen ops on a few rows: sampling CartPole actions in 8 envs with a [64, 64] MLP takes 50 us in
+    torch and 16 in numpy, and stepping the envs between calls costs torch's path as much again.
+
+    The arrays are views of the parameters' memory: optimiser steps and load_state_dict write the
+    parameters in place, so acting always sees the current weights. Nothing here is differentiable;
+    the algorithms compute log-probabilities and losses with torch as before. Samples are drawn from
+    `rng`, the algorithm's numpy generator (in its checkpoints), not from torch's global one.
+    """
+
+    def __init__(self, layers: Sequence[nn.Module], discrete: bool, log_std: torch.Tensor | None, rng):
+        self.ops = []
+        for layer in layers:
+            if isinstance(layer, nn.Linear):
+                self.ops.append((layer.weight.detach().numpy().T, layer.bias.detach().numpy()))
+            else:
+                self.ops.append(NUMPY_ACTIVATIONS[type(layer)])
+        self.discrete, self.rng = discrete, rng
+        self.log_std = None if log_std is None else log_std.detach().numpy()
+
+    @classmethod
+    def of(cls, encode: ObsEncoder, layers: Sequence[nn.Module], discrete: bool, log_std: torch.Tensor | None, rng):
+        """The numpy policy of these layers where it computes what they do: float32 parameters on the
+        CPU, flat Box observations (no one-hot, no Dict), Linear, Tanh and ReLU layers; else None."""
+        params = [p for layer in layers for p in layer.parameters()]
+        if log_std is not None:
+            params.append(log_std)
+        if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in params):
+            return None
+        if encode.parts is not None or encode.n is not None:
+            return None
+        if not all(isinstance(layer, nn.Linear) or type(layer) in NUMPY_ACTIVATIONS for layer in layers):
+            return None
+        return cls(layers, discrete, log_std, rng)
+
+    def forward(self, obs: np.ndarray) -> np.ndarray:
+        """Logits (discrete) or the mean action (continuous) for a batch [B, *obs_shape]."""
+        x = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
+        for op in self.ops:
+            if isinstance(op, tuple):
+                weight_t, bias = op
+                x = x @ weight_t + bias
+            else:
+                x = op(x)
+        return x
+
+    def sample(self, obs: np.ndarray) -> np.ndarray:
+        """a ~ pi(.|s): Gumbel-max on the logits (argmax_a logit_a + g_a, g_a = -log e_a, e_a ~ Exp(1);
+        softmax's normaliser is the same for every a, so it drops out) or mean + std * N(0, 1)."""
+        out = self.forward(obs)
+        if self.discrete:
+            return (out - np.log(self.rng.standard_exponential(out.shape, dtype=np.float32))).argmax(-1)
+        return out + np.exp(self.log_std) * self.rng.standard_normal(out.shape, dtype=np.float32)
+
+    def deterministic(self, obs: np.ndarray) -> np.ndarray:
+        """The argmax action (discrete) or the mean action (continuous)."""
+        out = self.forward(obs)
+        return out.argmax(-1) if self.discrete else out
+
+
 Observations = torch.Tensor | dict[str, torch.Tensor]
 
 
@@ -133,6 +198,10 @@ class Policy(nn.Module):
         """The argmax action (discrete) or the mean action (continuous)."""
         out = self.body(self.encode(obs))
         return out.argmax(-1) if self.discrete else out
+
+    def numpy_policy(self, rng: np.random.Generator) -> NumpyPolicy | None:
+        """This policy's acting in numpy (`NumpyPolicy`), sampling from `rng`; None where it does not apply."""
+        return NumpyPolicy.of(self.encode, list(self.body), self.discrete, getattr(self, "log_std", None), rng)
 
 
 class ValueFunction(nn.Module):
@@ -204,6 +273,11 @@ class ActorCritic(nn.Module):
         out = self.actor_head(self.actor_body(self.encode(obs)))
         return out.argmax(-1) if self.discrete else out
 
+    def numpy_policy(self, rng: np.random.Generator) -> NumpyPolicy | None:
+        """pi's acting in numpy (`NumpyPolicy`), sampling from `rng`; None where it does not apply."""
+        layers = [*self.actor_body, self.actor_head]
+        return NumpyPolicy.of(self.encode, layers, self.discrete, getattr(self, "log_std", None), rng)
+
 
 class ActionAdapter:
     """Turns a batch of policy actions (torch) into what the env takes (numpy, clipped to Box bounds)."""
@@ -213,8 +287,8 @@ class ActionAdapter:
         if self.box:
             self.low, self.high = action_space.low, action_space.high
 
-    def __call__(self, actions: torch.Tensor) -> np.ndarray:
-        a = actions.cpu().numpy()
+    def __call__(self, actions: torch.Tensor | np.ndarray) -> np.ndarray:
+        a = actions if isinstance(actions, np.ndarray) else actions.cpu().numpy()
         return np.clip(a, self.low, self.high) if self.box else a
 
 

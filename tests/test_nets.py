@@ -1,17 +1,18 @@
 """The policy distributions against torch.distributions, their samplers against their probabilities,
-and rlrun's Adam against torch.optim.Adam, and the dueling Q head."""
+the numpy policy against the torch one, rlrun's Adam against torch.optim.Adam, and the dueling Q head."""
 
 from __future__ import annotations
 
 import math
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 from torch.distributions import Categorical as TorchCategorical
 from torch.distributions import Independent, Normal
 
-from rlrun.nets import Adam, Categorical, DiagonalGaussian, QNetwork
+from rlrun.nets import ActorCritic, Adam, Categorical, DiagonalGaussian, Policy, QNetwork
 
 
 def test_categorical_log_prob_and_entropy_match_torch():
@@ -163,3 +164,72 @@ def test_layers_compute_what_nn_sequential_does_with_the_same_state_dict():
         for out, net in ((out_fast, fast), (out_plain, plain))
     ]
     assert all(torch.equal(a, b) for a, b in zip(*grads))
+
+
+CARTPOLE_OBS = gym.spaces.Box(-1.0, 1.0, (4,))
+TWO_ACTIONS, BOX_ACTIONS = gym.spaces.Discrete(2), gym.spaces.Box(-1.0, 1.0, (2,))
+
+
+@pytest.mark.parametrize(
+    ("make", "obs_shape"),
+    [
+        (lambda: ActorCritic(CARTPOLE_OBS, TWO_ACTIONS, [16, 16], "tanh"), (4,)),
+        (lambda: ActorCritic(CARTPOLE_OBS, BOX_ACTIONS, [16, 16], "relu", shared=True), (4,)),
+        (lambda: Policy(gym.spaces.Box(-1.0, 1.0, (2, 3)), TWO_ACTIONS, [8], "relu"), (2, 3)),
+        (lambda: Policy(CARTPOLE_OBS, BOX_ACTIONS, [16, 16], "tanh"), (4,)),
+    ],
+)
+def test_numpy_policy_acts_as_the_torch_policy_and_follows_its_updates(make, obs_shape):
+    torch.manual_seed(0)
+    net = make()
+    policy = net.numpy_policy(np.random.default_rng(0))
+    obs = np.random.default_rng(1).normal(size=(9, *obs_shape)).astype(np.float32)
+
+    def assert_same_actions():
+        with torch.no_grad():
+            out = net.distribution(torch.as_tensor(obs))
+            expected = out.log_p.argmax(-1) if net.discrete else out.mean
+        np.testing.assert_allclose(policy.deterministic(obs), expected.numpy(), rtol=1e-5, atol=1e-6)
+        if net.discrete:  # the logits themselves up to softmax's constant, not only their argmax
+            logits = policy.forward(obs)
+            log_p = out.log_p.numpy()
+            np.testing.assert_allclose(logits - logits.max(-1, keepdims=True), log_p - log_p.max(-1, keepdims=True),
+                                       atol=1e-5)
+
+    assert_same_actions()
+    optimizer = Adam(net.parameters(), lr=0.1)
+    dist = net.distribution(torch.as_tensor(obs))
+    (dist.log_p if net.discrete else dist.mean).pow(2).sum().backward()
+    optimizer.step()  # the parameters change in place, and the numpy views with them
+    assert_same_actions()
+    net.load_state_dict({k: torch.randn_like(v) for k, v in net.state_dict().items()})
+    assert_same_actions()
+
+
+def test_numpy_policy_samples_follow_the_policy():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    n = 40_000
+    net = ActorCritic(CARTPOLE_OBS, gym.spaces.Discrete(3), [8], "tanh")
+    with torch.no_grad():
+        net.actor_head.weight.mul_(200)  # far from uniform, so a wrong sampler shows
+    obs = np.tile(np.array([[0.3, -0.2, 0.1, 0.5]], dtype=np.float32), (n, 1))
+    frequencies = np.bincount(net.numpy_policy(rng).sample(obs), minlength=3) / n
+    with torch.no_grad():
+        p = net.distribution(torch.as_tensor(obs[:1])).log_p.exp()[0].numpy()
+    assert p.max() < 0.98 and (np.abs(frequencies - p) < 4 * np.sqrt(p * (1 - p) / n) + 1e-9).all()
+
+    gaussian = Policy(CARTPOLE_OBS, BOX_ACTIONS, [8], "tanh", log_std_init=-1.0)
+    samples = gaussian.numpy_policy(rng).sample(obs)
+    with torch.no_grad():
+        mean = gaussian.deterministic(torch.as_tensor(obs[:1]))[0].numpy()
+    assert samples.dtype == np.float32
+    np.testing.assert_allclose(samples.mean(0), mean, atol=4 * math.exp(-1) / math.sqrt(n))
+    np.testing.assert_allclose(samples.std(0), [math.exp(-1)] * 2, rtol=0.02)
+
+
+def test_no_numpy_policy_for_one_hot_or_dict_observations():
+    rng = np.random.default_rng(0)
+    assert Policy(gym.spaces.Discrete(5), TWO_ACTIONS, [8]).numpy_policy(rng) is None
+    goals = gym.spaces.Dict({"observation": CARTPOLE_OBS, "desired_goal": CARTPOLE_OBS})
+    assert ActorCritic(goals, TWO_ACTIONS, [8]).numpy_policy(rng) is None

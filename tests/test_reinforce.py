@@ -50,5 +50,5 @@ def test_lr_and_value_lr_anneal_to_zero_over_lr_anneal_steps_and_are_what_adam_u
         assert algo.iterate(step)[1]["charts/learning_rate"] == pytest.approx(algo.cfg.lr * left)
         assert algo.optimizer.param_groups[0]["lr"] == pytest.approx(algo.cfg.lr * left)
         assert algo.value_optimizer.param_groups[0]["lr"] == pytest.approx(algo.cfg.value_lr * left)
-    constant = build(make_config("algo=reinforce", "algo.N=2"))
+    constant = build(make_config("algo=reinforce", "algo.N=2", "algo.lr_anneal_steps=null"))
     assert constant.iterate(10_000)[1]["charts/learning_rate"] == constant.cfg.lr

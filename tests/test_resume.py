@@ -20,9 +20,10 @@ from rlrun.algos.reinforce import Reinforce
 from rlrun.config import ConfigError
 from tests.conftest import make_config, read_scalars, run_cli
 
-REINFORCE = ["algo=reinforce", "eval.every=500", "eval.episodes=2", "checkpoint.every=500", "log.progress=none"]
 # lr_anneal_steps fixed: by default it follows total_timesteps, which the killed run sets far away
-PPO = ["algo=ppo", "algo.num_envs=4", "algo.T=32", "algo.minibatch_size=64", "algo.lr_anneal_steps=null", *REINFORCE[1:]]
+REINFORCE = ["algo=reinforce", "algo.lr_anneal_steps=2000", "eval.every=500", "eval.episodes=2", "checkpoint.every=500",
+             "log.progress=none"]
+PPO = ["algo=ppo", "algo.num_envs=4", "algo.T=32", "algo.minibatch_size=64", "algo.lr_anneal_steps=null", *REINFORCE[2:]]
 
 
 def kill_after_first_checkpoint(overrides: list[str], run_dir: Path) -> Path:

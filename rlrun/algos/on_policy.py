@@ -44,24 +44,30 @@ class OnPolicy(Algorithm):
         self.rng = ctx.rng()
         self.collector = RolloutCollector(ctx.make_vec_env(num_envs), seed=int(self.rng.integers(2**31)))
         self.bounds = (action_space.low, action_space.high) if isinstance(action_space, gym.spaces.Box) else None
+        self.numpy_policy = self.net.numpy_policy(self.rng)  # None off the CPU: acting then runs in torch
 
     def tensor(self, x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(x, device=self.device)
 
-    @torch.inference_mode()
     def sample(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(action as sampled, for the log-probability; action clipped to the bounds, for the env)."""
-        return self.sampled(self.net.distribution(self.tensor(obs)))
+        if self.numpy_policy is not None:
+            return self.with_bounds(self.numpy_policy.sample(obs))
+        with torch.inference_mode():
+            return self.sampled(self.net.distribution(self.tensor(obs)))
 
     def sampled(self, pi: torch.distributions.Distribution) -> tuple[np.ndarray, np.ndarray]:
         """`sample`'s pair for actions drawn from `pi` (drawing adds nothing to pi's graph)."""
-        actions = pi.sample().cpu().numpy()
+        return self.with_bounds(pi.sample().cpu().numpy())
+
+    def with_bounds(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return actions, actions if self.bounds is None else np.clip(actions, *self.bounds)
 
-    @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        actions = self.net.deterministic(self.tensor(obs)).cpu().numpy()
-        return actions if self.bounds is None else np.clip(actions, *self.bounds)
+        if self.numpy_policy is not None:
+            return self.with_bounds(self.numpy_policy.deterministic(obs))[1]
+        with torch.inference_mode():
+            return self.with_bounds(self.net.deterministic(self.tensor(obs)).cpu().numpy())[1]
 
     def anneal_lr(self, step: int) -> float:
         """Decay each parameter group's learning rate linearly from its base to 0 over `lr_anneal_steps`

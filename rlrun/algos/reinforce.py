@@ -45,6 +45,7 @@ class Reinforce(Algorithm):
         self.to_env = ActionAdapter(action_space)
         self.policy = Policy(obs_space, action_space, cfg.hidden_sizes, cfg.activation, cfg.log_std_init).to(self.device)
         self.optimizer = Adam(self.policy.parameters(), lr=cfg.lr)
+        self.numpy_policy = self.policy.numpy_policy(self.rng)  # None off the CPU: acting then runs in torch
         self.value = None
         if cfg.baseline == "value":
             self.value = ValueFunction(obs_space, cfg.hidden_sizes, cfg.activation).to(self.device)
@@ -53,13 +54,17 @@ class Reinforce(Algorithm):
     def tensor(self, x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(x, device=self.device)
 
-    @torch.inference_mode()
     def sample_action(self, obs: np.ndarray) -> np.ndarray:
-        return self.to_env(self.policy.distribution(self.tensor(obs)).sample())
+        if self.numpy_policy is not None:
+            return self.to_env(self.numpy_policy.sample(obs))
+        with torch.inference_mode():
+            return self.to_env(self.policy.distribution(self.tensor(obs)).sample())
 
-    @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        return self.to_env(self.policy.deterministic(self.tensor(obs)))
+        if self.numpy_policy is not None:
+            return self.to_env(self.numpy_policy.deterministic(obs))
+        with torch.inference_mode():
+            return self.to_env(self.policy.deterministic(self.tensor(obs)))
 
     def anneal_lr(self, step: int) -> float:
         """lr (and value_lr) decayed linearly from its configured value to 0 over `lr_anneal_steps`
