@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from rlrun.algos.base import Context
-from rlrun.algos.on_policy import OnPolicy, explained_variance, masked_mean
+from rlrun.algos.on_policy import OnPolicy, explained_variance
 from rlrun.data import discounted_returns, episode_metrics, gae
 
 
@@ -87,9 +87,9 @@ class ActorCritic(OnPolicy):
         cfg = self.cfg
         # 1. take T actions in each of num_envs envs with pi_theta
         rollout = self.collector.collect(self.sample, cfg.T)
-        obs, valid = self.tensor(rollout.obs), self.tensor(rollout.valid)
+        obs = self.tensor(rollout.obs)
 
-        # 2-3. targets r + gamma V(s') and advantages, by n-step returns or GAE(lambda)
+        # 2-3. targets r + gamma V(s') and advantages, by n-step returns or GAE(lambda), in numpy
         dist, values = self.net(obs[:-1])
         with torch.no_grad():
             v = torch.cat([values, self.net.value(obs[-1])[None]]).cpu().numpy()
@@ -101,23 +101,28 @@ class ActorCritic(OnPolicy):
             advantages = gae(rollout.rewards, v, rollout.terminated, rollout.truncated, rollout.valid, cfg.gamma,
                              cfg.gae_lambda)
             returns = advantages + v[:-1]
-        returns, advantages = self.tensor(returns), self.tensor(advantages)
-        if cfg.normalize_advantages:
-            mean = masked_mean(advantages, valid)
-            std = masked_mean((advantages - mean) ** 2, valid).sqrt()
-            advantages = (advantages - mean) / (std + 1e-8)
+        valid = rollout.valid
+        if cfg.normalize_advantages and valid.any():
+            advantages = (advantages - advantages[valid].mean()) / (advantages[valid].std() + 1e-8)
+        # every loss is a mean over the valid steps: each valid step weighs 1 / their number, a reset step 0
+        weight = (valid / max(valid.sum(), 1)).astype(np.float32)
+        w = self.tensor(weight)
 
         # 4-5. one step on the policy gradient, the value regression and the entropy bonus
-        policy_loss = -masked_mean(dist.log_prob(self.tensor(rollout.actions)) * advantages, valid)
-        value_loss = 0.5 * masked_mean((values - returns) ** 2, valid)
-        entropy = masked_mean(dist.entropy(), valid)
-        self.gradient_step(policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy)
+        policy_loss = -(dist.log_prob(self.tensor(rollout.actions)) * self.tensor(advantages * weight)).sum()
+        value_loss = 0.5 * ((values - self.tensor(returns)) ** 2 * w).sum()
+        loss = policy_loss + cfg.value_coef * value_loss
+        with torch.set_grad_enabled(cfg.entropy_coef != 0):  # else only logged: no nodes for backward to visit
+            entropy = (dist.entropy() * w).sum()
+        if cfg.entropy_coef != 0:
+            loss = loss - cfg.entropy_coef * entropy
+        self.gradient_step(loss)
 
         metrics = {
             "losses/policy_loss": policy_loss.item(),
             "losses/value_loss": value_loss.item(),
             "losses/entropy": entropy.item(),
-            **explained_variance(values[valid].detach(), returns[valid]),
+            **explained_variance(v[:-1][valid], returns[valid]),
             **episode_metrics(rollout),
         }
         return rollout.steps, metrics

@@ -13,16 +13,12 @@ from rlrun.nets import ActorCritic as ActorCriticNet
 from rlrun.nets import Adam
 
 
-def masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Mean over the valid entries, without a host round trip (no boolean indexing)."""
-    return (x * valid).sum() / valid.sum().clamp(min=1)
-
-
-def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    """losses/explained_variance = 1 - Var(target - V) / Var(target): 1 is a perfect critic, <= 0 no
-    better than a constant. Left out when the targets do not vary (it is undefined, not a divergence)."""
+def explained_variance(predicted, target) -> dict[str, float]:
+    """losses/explained_variance = 1 - Var(target - V) / Var(target) (tensors or numpy arrays): 1 is a
+    perfect critic, <= 0 no better than a constant. Left out when the targets do not vary (it is
+    undefined, not a divergence)."""
     var = target.var()
-    return {} if not var > 0 else {"losses/explained_variance": (1 - (target - predicted).var() / var).item()}
+    return {} if not var > 0 else {"losses/explained_variance": float(1 - (target - predicted).var() / var)}
 
 
 class OnPolicy(Algorithm):
