@@ -83,7 +83,8 @@ class NumpyPolicy:
     """A policy's acting, sampled and deterministic, in numpy: for a policy on the CPU over flat
     observations. Torch dispatches an op in 3-5 us and numpy in about 1, and acting in a few envs is a
     dozen ops on a few rows: sampling CartPole actions in 8 envs with a [64, 64] MLP takes 50 us in
-    torch and 16 in numpy, and stepping the envs between calls costs torch's path as much again.
+    torch and 11 in numpy; with the envs stepped between the calls, as in a rollout, a step of both
+    took 150 us with torch's sampling and 61 with numpy's (the env step alone: 40).
 
     The arrays are views of the parameters' memory: optimiser steps and load_state_dict write the
     parameters in place, so acting always sees the current weights. Nothing here is differentiable;

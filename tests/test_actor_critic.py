@@ -115,6 +115,40 @@ def test_online_box_moves_v_toward_its_target_and_pi_along_the_advantage(seed):
     assert np.sign((new_log_pi - old_log_pi).item()) == np.sign(advantage)  # steps 4-5
 
 
+@pytest.mark.parametrize("advantage", ["nstep", "gae"])
+def test_batched_loss_is_the_mean_over_valid_steps_of_the_textbook_terms(advantage):
+    """The batched box's one loss against the lecture's terms written out with boolean masks: policy
+    gradient, value regression and entropy, each a mean over the valid steps (reset steps left out)."""
+    algo = build(make_config("algo=actor_critic", "algo.num_envs=4", "algo.T=16", f"algo.advantage={advantage}",
+                             "algo.normalize_advantages=true", "algo.entropy_coef=0.1", "algo.value_coef=0.7"))
+    cfg, seen = algo.cfg, {}
+    collect = algo.collector.collect
+    algo.collector.collect = lambda *args: seen.update(rollout=collect(*args)) or seen["rollout"]
+    algo.gradient_step = lambda loss: seen.update(loss=loss)  # no step: the same networks for the check below
+    for _ in range(3):  # 48 steps of 4 envs under a near-uniform policy: episodes end, and reset steps follow
+        algo.iterate(0)
+    rollout = seen["rollout"]
+    assert not rollout.valid.all()
+    with torch.no_grad():
+        obs, valid = torch.as_tensor(rollout.obs), torch.as_tensor(rollout.valid)
+        dist, values = algo.net(obs[:-1])
+        v = torch.cat([values, algo.net.value(obs[-1])[None]]).numpy()
+        args = rollout.rewards, rollout.terminated, rollout.truncated
+        if advantage == "nstep":
+            returns = discounted_returns(*args, v[1:], cfg.gamma)
+            advantages = returns - v[:-1]
+        else:
+            advantages = gae(rollout.rewards, v, *args[1:], rollout.valid, cfg.gamma, cfg.gae_lambda)
+            returns = advantages + v[:-1]
+        returns, advantages = torch.as_tensor(returns)[valid], torch.as_tensor(advantages)[valid]
+        advantages = (advantages - advantages.mean()) / (advantages.std(correction=0) + 1e-8)
+        policy_loss = -(dist.log_prob(torch.as_tensor(rollout.actions))[valid] * advantages).mean()
+        value_loss = 0.5 * ((values[valid] - returns) ** 2).mean()
+        entropy = dist.entropy()[valid].mean()
+    expected = policy_loss + 0.7 * value_loss - 0.1 * entropy
+    torch.testing.assert_close(seen["loss"].detach(), expected)
+
+
 def test_online_run_logs_its_loss_tags(tmp_path):
     final = runner.train(make_config("algo=actor_critic", "algo.online=true", "log.every=100", *TINY), tmp_path)
     scalars = read_scalars(tmp_path)
