@@ -103,9 +103,11 @@ class NumpyPolicy:
         self.log_std = None if log_std is None else log_std.detach().numpy()
 
     @classmethod
-    def of(cls, encode: ObsEncoder, layers: Sequence[nn.Module], discrete: bool, log_std: torch.Tensor | None, rng):
-        """The numpy policy of these layers where it computes what they do: float32 parameters on the
-        CPU, flat Box observations (no one-hot, no Dict), Linear, Tanh and ReLU layers; else None."""
+    def of(cls, policy: nn.Module, layers: Sequence[nn.Module], rng) -> NumpyPolicy | None:
+        """The numpy policy of `policy` (its `encode`, `discrete` and `log_std`), whose actor is `layers`,
+        where it computes what they do: float32 parameters on the CPU, flat Box observations (no one-hot,
+        no Dict), Linear, Tanh and ReLU layers; else None."""
+        encode, discrete, log_std = policy.encode, policy.discrete, getattr(policy, "log_std", None)
         params = [p for layer in layers for p in layer.parameters()]
         if log_std is not None:
             params.append(log_std)
@@ -140,6 +142,22 @@ class NumpyPolicy:
         """The argmax action (discrete) or the mean action (continuous)."""
         out = self.forward(obs)
         return out.argmax(-1) if self.discrete else out
+
+
+class TorchActing:
+    """`NumpyPolicy`'s two calls made through the torch policy itself, numpy in and out: where the numpy
+    policy does not apply (a GPU; one-hot or Dict observations). Samples come from torch's generator."""
+
+    def __init__(self, policy: nn.Module):
+        self.policy, self.device = policy, next(policy.parameters()).device
+
+    @torch.inference_mode()
+    def sample(self, obs: np.ndarray) -> np.ndarray:
+        return self.policy.distribution(as_tensors(obs, self.device)).sample().cpu().numpy()
+
+    @torch.inference_mode()
+    def deterministic(self, obs: np.ndarray) -> np.ndarray:
+        return self.policy.deterministic(as_tensors(obs, self.device)).cpu().numpy()
 
 
 Observations = torch.Tensor | dict[str, torch.Tensor]
@@ -200,9 +218,9 @@ class Policy(nn.Module):
         out = self.body(self.encode(obs))
         return out.argmax(-1) if self.discrete else out
 
-    def numpy_policy(self, rng: np.random.Generator) -> NumpyPolicy | None:
-        """This policy's acting in numpy (`NumpyPolicy`), sampling from `rng`; None where it does not apply."""
-        return NumpyPolicy.of(self.encode, list(self.body), self.discrete, getattr(self, "log_std", None), rng)
+    def acting(self, rng: np.random.Generator) -> NumpyPolicy | TorchActing:
+        """What acts for this policy: in numpy (`NumpyPolicy`, sampling from `rng`) where it applies, else torch."""
+        return NumpyPolicy.of(self, list(self.body), rng) or TorchActing(self)
 
 
 class ValueFunction(nn.Module):
@@ -274,10 +292,9 @@ class ActorCritic(nn.Module):
         out = self.actor_head(self.actor_body(self.encode(obs)))
         return out.argmax(-1) if self.discrete else out
 
-    def numpy_policy(self, rng: np.random.Generator) -> NumpyPolicy | None:
-        """pi's acting in numpy (`NumpyPolicy`), sampling from `rng`; None where it does not apply."""
-        layers = [*self.actor_body, self.actor_head]
-        return NumpyPolicy.of(self.encode, layers, self.discrete, getattr(self, "log_std", None), rng)
+    def acting(self, rng: np.random.Generator) -> NumpyPolicy | TorchActing:
+        """What acts for pi: in numpy (`NumpyPolicy`, sampling from `rng`) where it applies, else torch."""
+        return NumpyPolicy.of(self, [*self.actor_body, self.actor_head], rng) or TorchActing(self)
 
 
 class ActionAdapter:

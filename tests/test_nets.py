@@ -12,7 +12,17 @@ import torch
 from torch.distributions import Categorical as TorchCategorical
 from torch.distributions import Independent, Normal
 
-from rlrun.nets import ActorCritic, Adam, Categorical, DiagonalGaussian, Policy, QNetwork
+from rlrun.nets import (
+    ActorCritic,
+    Adam,
+    Categorical,
+    DiagonalGaussian,
+    NumpyPolicy,
+    Policy,
+    QNetwork,
+    TorchActing,
+    as_tensors,
+)
 
 
 def test_categorical_log_prob_and_entropy_match_torch():
@@ -182,7 +192,8 @@ TWO_ACTIONS, BOX_ACTIONS = gym.spaces.Discrete(2), gym.spaces.Box(-1.0, 1.0, (2,
 def test_numpy_policy_acts_as_the_torch_policy_and_follows_its_updates(make, obs_shape):
     torch.manual_seed(0)
     net = make()
-    policy = net.numpy_policy(np.random.default_rng(0))
+    policy = net.acting(np.random.default_rng(0))
+    assert isinstance(policy, NumpyPolicy)
     obs = np.random.default_rng(1).normal(size=(9, *obs_shape)).astype(np.float32)
 
     def assert_same_actions():
@@ -214,13 +225,13 @@ def test_numpy_policy_samples_follow_the_policy():
     with torch.no_grad():
         net.actor_head.weight.mul_(200)  # far from uniform, so a wrong sampler shows
     obs = np.tile(np.array([[0.3, -0.2, 0.1, 0.5]], dtype=np.float32), (n, 1))
-    frequencies = np.bincount(net.numpy_policy(rng).sample(obs), minlength=3) / n
+    frequencies = np.bincount(net.acting(rng).sample(obs), minlength=3) / n
     with torch.no_grad():
         p = net.distribution(torch.as_tensor(obs[:1])).log_p.exp()[0].numpy()
     assert p.max() < 0.98 and (np.abs(frequencies - p) < 4 * np.sqrt(p * (1 - p) / n) + 1e-9).all()
 
     gaussian = Policy(CARTPOLE_OBS, BOX_ACTIONS, [8], "tanh", log_std_init=-1.0)
-    samples = gaussian.numpy_policy(rng).sample(obs)
+    samples = gaussian.acting(rng).sample(obs)
     with torch.no_grad():
         mean = gaussian.deterministic(torch.as_tensor(obs[:1]))[0].numpy()
     assert samples.dtype == np.float32
@@ -228,8 +239,15 @@ def test_numpy_policy_samples_follow_the_policy():
     np.testing.assert_allclose(samples.std(0), [math.exp(-1)] * 2, rtol=0.02)
 
 
-def test_no_numpy_policy_for_one_hot_or_dict_observations():
+def test_torch_acts_for_one_hot_or_dict_observations():
     rng = np.random.default_rng(0)
-    assert Policy(gym.spaces.Discrete(5), TWO_ACTIONS, [8]).numpy_policy(rng) is None
+    one_hot = Policy(gym.spaces.Discrete(5), TWO_ACTIONS, [8])
     goals = gym.spaces.Dict({"observation": CARTPOLE_OBS, "desired_goal": CARTPOLE_OBS})
-    assert ActorCritic(goals, TWO_ACTIONS, [8]).numpy_policy(rng) is None
+    for net, obs in ((one_hot, np.array([0, 4, 2])), (ActorCritic(goals, TWO_ACTIONS, [8]), {
+            "observation": np.zeros((3, 4), np.float32), "desired_goal": np.ones((3, 4), np.float32)})):
+        acting = net.acting(rng)
+        assert isinstance(acting, TorchActing)
+        with torch.no_grad():
+            expected = net.deterministic(as_tensors(obs)).numpy()
+        np.testing.assert_array_equal(acting.deterministic(obs), expected)
+        assert acting.sample(obs).shape == (3,) and set(acting.sample(obs)) <= {0, 1}

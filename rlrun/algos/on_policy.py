@@ -3,14 +3,13 @@ the small estimates both log. Each algorithm's `iterate()` is its own box; this 
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from rlrun.algos.base import Algorithm, Context, lr_left, plain
 from rlrun.data import RolloutCollector
+from rlrun.nets import ActionAdapter, Adam, Distribution
 from rlrun.nets import ActorCritic as ActorCriticNet
-from rlrun.nets import Adam
 
 
 def explained_variance(predicted, target) -> dict[str, float]:
@@ -39,31 +38,24 @@ class OnPolicy(Algorithm):
         self.base_lrs = [cfg.lr]  # each parameter group's learning rate before annealing
         self.rng = ctx.rng()
         self.collector = RolloutCollector(ctx.make_vec_env(num_envs), seed=int(self.rng.integers(2**31)))
-        self.bounds = (action_space.low, action_space.high) if isinstance(action_space, gym.spaces.Box) else None
-        self.numpy_policy = self.net.numpy_policy(self.rng)  # None off the CPU: acting then runs in torch
+        self.to_env = ActionAdapter(action_space)
+        self.acting = self.net.acting(self.rng)  # numpy on the CPU, torch where numpy does not apply
 
     def tensor(self, x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(x, device=self.device)
 
     def sample(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(action as sampled, for the log-probability; action clipped to the bounds, for the env)."""
-        if self.numpy_policy is not None:
-            return self.with_bounds(self.numpy_policy.sample(obs))
-        with torch.inference_mode():
-            return self.sampled(self.net.distribution(self.tensor(obs)))
+        actions = self.acting.sample(obs)
+        return actions, self.to_env(actions)
 
-    def sampled(self, pi: torch.distributions.Distribution) -> tuple[np.ndarray, np.ndarray]:
+    def sampled(self, pi: Distribution) -> tuple[np.ndarray, np.ndarray]:
         """`sample`'s pair for actions drawn from `pi` (drawing adds nothing to pi's graph)."""
-        return self.with_bounds(pi.sample().cpu().numpy())
-
-    def with_bounds(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return actions, actions if self.bounds is None else np.clip(actions, *self.bounds)
+        actions = pi.sample().cpu().numpy()
+        return actions, self.to_env(actions)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        if self.numpy_policy is not None:
-            return self.with_bounds(self.numpy_policy.deterministic(obs))[1]
-        with torch.inference_mode():
-            return self.with_bounds(self.net.deterministic(self.tensor(obs)).cpu().numpy())[1]
+        return self.to_env(self.acting.deterministic(obs))
 
     def anneal_lr(self, step: int) -> float:
         """Decay each parameter group's learning rate linearly from its base to 0 over `lr_anneal_steps`

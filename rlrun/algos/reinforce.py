@@ -45,7 +45,7 @@ class Reinforce(Algorithm):
         self.to_env = ActionAdapter(action_space)
         self.policy = Policy(obs_space, action_space, cfg.hidden_sizes, cfg.activation, cfg.log_std_init).to(self.device)
         self.optimizer = Adam(self.policy.parameters(), lr=cfg.lr)
-        self.numpy_policy = self.policy.numpy_policy(self.rng)  # None off the CPU: acting then runs in torch
+        self.acting = self.policy.acting(self.rng)  # numpy on the CPU, torch where numpy does not apply
         self.value = None
         if cfg.baseline == "value":
             self.value = ValueFunction(obs_space, cfg.hidden_sizes, cfg.activation).to(self.device)
@@ -55,16 +55,10 @@ class Reinforce(Algorithm):
         return torch.as_tensor(x, device=self.device)
 
     def sample_action(self, obs: np.ndarray) -> np.ndarray:
-        if self.numpy_policy is not None:
-            return self.to_env(self.numpy_policy.sample(obs))
-        with torch.inference_mode():
-            return self.to_env(self.policy.distribution(self.tensor(obs)).sample())
+        return self.to_env(self.acting.sample(obs))
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        if self.numpy_policy is not None:
-            return self.to_env(self.numpy_policy.deterministic(obs))
-        with torch.inference_mode():
-            return self.to_env(self.policy.deterministic(self.tensor(obs)))
+        return self.to_env(self.acting.deterministic(obs))
 
     def anneal_lr(self, step: int) -> float:
         """lr (and value_lr) decayed linearly from its configured value to 0 over `lr_anneal_steps`
