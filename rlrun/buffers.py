@@ -51,6 +51,23 @@ class Transitions:
         discounts = None if self.discounts is None else as_tensors(self.discounts, device)
         return Transitions(*(as_tensors(getattr(self, f), device) for f in FIELDS), discounts=discounts)
 
+    @staticmethod
+    def cat(batches: list[Transitions]) -> Transitions:
+        """The batches' rows one after another (numpy arrays)."""
+        fields = (map_obs(lambda *x: np.concatenate(x), *(getattr(b, f) for b in batches)) for f in FIELDS)
+        discounts = None if batches[0].discounts is None else np.concatenate([b.discounts for b in batches])
+        return Transitions(*fields, discounts=discounts)
+
+    def split(self, size: int) -> list[Transitions]:
+        """Consecutive batches of `size` rows (views, numpy or torch): `cat`'s inverse."""
+        return [
+            Transitions(
+                *(index_obs(getattr(self, f), slice(start, start + size)) for f in FIELDS),
+                discounts=None if self.discounts is None else self.discounts[start : start + size],
+            )
+            for start in range(0, len(self), size)
+        ]
+
     def bootstrap_weights(self, gamma: float):
         """What multiplies max_a' Q'(s', a') in the target: gamma^m, or gamma for one-step rows."""
         return gamma if self.discounts is None else self.discounts

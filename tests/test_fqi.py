@@ -63,6 +63,33 @@ def test_replay_buffer_keeps_the_newest_transitions_and_samples_only_stored_ones
     assert len(buffer) == 4 and set(buffer.sample(200, np.random.default_rng(0)).rewards) == {2, 3, 4, 5}
 
 
+def test_transitions_cat_then_split_gives_back_each_batch_as_numpy_and_as_tensors():
+    rng = np.random.default_rng(0)
+
+    def batch(n, discounts):
+        return Transitions(
+            obs={"a": rng.random((n, 2), dtype=np.float32), "b": rng.integers(3, size=n)},
+            actions=rng.integers(2, size=n),
+            rewards=rng.random(n, dtype=np.float32),
+            next_obs={"a": rng.random((n, 2), dtype=np.float32), "b": rng.integers(3, size=n)},
+            terminated=rng.random(n) < 0.5,
+            discounts=rng.random(n, dtype=np.float32) if discounts else None,
+        )
+
+    for discounts in (False, True):
+        batches = [batch(4, discounts) for _ in range(3)]
+        joined = Transitions.cat(batches)
+        assert len(joined) == 12 and joined.obs["a"].shape == (12, 2)
+        for parts in (joined.split(4), joined.to("cpu").split(4)):
+            assert len(parts) == 3
+            for part, original in zip(parts, batches, strict=True):
+                for field in ("actions", "rewards", "terminated", "discounts"):
+                    got, want = getattr(part, field), getattr(original, field)
+                    assert (got is None and want is None) or np.array_equal(np.asarray(got), want)
+                for key in ("a", "b"):
+                    assert np.array_equal(np.asarray(part.next_obs[key]), original.next_obs[key])
+
+
 def test_one_iteration_collects_n_transitions_and_takes_k_times_s_steps():
     algo = build(make_config("algo=fqi", "algo.N=64", "algo.num_envs=4", "algo.K=2", "algo.S=3",
                                     "algo.batch_size=16", "algo.learning_starts=0"))

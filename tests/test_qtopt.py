@@ -43,8 +43,33 @@ def test_targets_value_the_first_target_qs_argmax_by_the_smaller_target_q():
         expected = 0.5 * ((algo.q(batch.obs, batch.actions) - y) ** 2).mean(1).sum()
         clipped_by_the_first = batch.rewards + 0.99 * best.values * ~batch.terminated
     assert not torch.allclose(y, clipped_by_the_first)  # the min of both differs from Q'_1's own maximum
-    metrics = algo.gradient_step(batch)
+    y_by_the_algorithm = algo.targets(batch)
+    assert torch.allclose(y_by_the_algorithm, y)
+    metrics = algo.gradient_step(batch, y_by_the_algorithm)
     assert torch.allclose(metrics["losses/q_loss"], expected)
+
+
+def test_an_iteration_searches_the_targets_of_its_s_minibatches_at_once_from_phi_prime_as_it_starts():
+    algo = build(make_config(*SMALL, "algo.K=2", "algo.S=3", "algo.batch_size=8"))
+    searched, stepped = [], []
+    targets, gradient_step = algo.targets, algo.gradient_step
+
+    def spy_targets(batch):
+        y = targets(batch)
+        searched.append((len(batch), [p.clone() for p in algo.q_target.parameters()], y))
+        return y
+
+    def spy_step(batch, y):
+        stepped.append((len(batch), y))
+        return gradient_step(batch, y)
+
+    algo.targets, algo.gradient_step = spy_targets, spy_step
+    algo.iterate(0)
+    assert [rows for rows, *_ in searched] == [24, 24] and [rows for rows, _ in stepped] == [8] * 6
+    for k in range(2):  # each step fits its own rows of its iteration's targets
+        assert torch.equal(torch.cat([y for _, y in stepped[3 * k : 3 * k + 3]]), searched[k][2])
+    # the second search sees phi' after the first iteration's three Polyak steps, not phi' as the run began
+    assert any(not torch.equal(a, b) for a, b in zip(searched[0][1], searched[1][1], strict=True))
 
 
 def test_short_run_logs_q_and_cem_tags_and_acts_within_the_bounds(tmp_path):
@@ -91,3 +116,4 @@ def test_bad_input_is_one_config_error(override, allowed):
     with pytest.raises(ConfigError) as err:
         build(make_config(*SMALL, override))
     assert allowed in str(err.value)
+

@@ -4,7 +4,11 @@
        (with n_step > 1, rows of n steps: r_i the discounted sum of n rewards, s'_i the state n steps on)
     2. K times:  refresh the targets' network phi' (target_update=iteration)
     3.           S times: a gradient step on a minibatch (the algorithm's `gradient_step`, which
-                 computes y_i from phi' and steps phi on ||Q_phi(s_i, a_i) - y_i||^2)
+                 steps phi on ||Q_phi(s_i, a_i) - y_i||^2)
+
+Each iteration draws its S minibatches first. Where the targets depend on phi' alone, the algorithm
+computes y_i for all of them in one pass as step 2 says (qtopt: one CEM search instead of S); where
+they also depend on the current phi (fqi's double Q), each gradient step computes its own.
 
 Offline (`dataset` given to the constructor), step 1 is skipped; the buffer is the dataset and the
 run's x-axis counts gradient steps.
@@ -86,9 +90,15 @@ class FittedQ(Algorithm):
     def collection_actions(self, obs: Observations, step: int) -> np.ndarray:
         """The actions of the collection policy for a batch of observations, `step` env steps into the run."""
 
+    def targets(self, batch: Transitions) -> torch.Tensor | None:
+        """Step 2 for all S minibatches of an iteration at once (`batch` holds them one after another),
+        from phi' as the iteration starts; None (this default): each `gradient_step` computes its own."""
+        return None
+
     @abc.abstractmethod
-    def gradient_step(self, batch: Transitions) -> dict[str, torch.Tensor]:
-        """Targets from phi' and one step on phi for this minibatch; returns scalar tensors by tag."""
+    def gradient_step(self, batch: Transitions, y: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """One step on phi toward the targets `y` of this minibatch (from phi' here when `y` is None);
+        returns scalar tensors by tag."""
 
     def collection_metrics(self, step: int) -> dict[str, float]:
         """What to log about the collection policy (e.g. its epsilon)."""
@@ -120,12 +130,16 @@ class FittedQ(Algorithm):
             metrics["charts/learning_rate"] = lr
         fitted: list[dict[str, torch.Tensor]] = []
         for _ in range(cfg.K):
-            # 2. targets from the frozen phi' of this iteration
+            # 2. targets from the frozen phi' of this iteration, for the S minibatches it draws
             if cfg.target_update == "iteration":
                 self.q_target.load_state_dict(self.q.state_dict())
-            for _ in range(cfg.S):
+            batch = Transitions.cat([self.buffer.sample(cfg.batch_size, self.rng) for _ in range(cfg.S)])
+            batch = batch.to(self.device)
+            minibatches, y = batch.split(cfg.batch_size), self.targets(batch)
+            targets = [None] * cfg.S if y is None else y.split(cfg.batch_size)
+            for minibatch, minibatch_y in zip(minibatches, targets, strict=True):
                 # 3. a gradient step on a minibatch
-                fitted.append(self.gradient_step(self.buffer.sample(cfg.batch_size, self.rng).to(self.device)))
+                fitted.append(self.gradient_step(minibatch, minibatch_y))
                 if cfg.target_update == "polyak":
                     polyak(self.q_target, self.q, cfg.tau)
         for tag in fitted[0]:

@@ -82,10 +82,11 @@ class FittedQIteration(FittedQ):
             random = np.where(explore, random, self.act(obs))
         return random
 
-    def gradient_step(self, batch: Transitions) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            next_q_online = self.q(batch.next_obs) if self.cfg.double_q else None
-            y = q_targets(batch, self.cfg.gamma, self.q_target(batch.next_obs), next_q_online)
+    def gradient_step(self, batch: Transitions, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        if y is None:  # always here: `targets` leaves them to each step, since double Q's a' is the current phi's
+            with torch.no_grad():
+                next_q_online = self.q(batch.next_obs) if self.cfg.double_q else None
+                y = q_targets(batch, self.cfg.gamma, self.q_target(batch.next_obs), next_q_online)
         q_taken = self.q(batch.obs).gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
         if self.cfg.loss == "huber":
             loss = torch.nn.functional.smooth_l1_loss(q_taken, y)

@@ -3,7 +3,7 @@ actions taken by the cross-entropy method (rlrun.cem), both to act and for the t
 
     1. collect N transitions with a = CEM argmax_a Q(s, a) plus Gaussian noise, into a replay buffer
     2. K times:  y_i <- r_i + gamma min_j Q'_j(s'_i, a*_i),  a*_i = argmax_a' Q'_1(s'_i, a')
-                 (argmax by CEM; no value after a terminal)
+                 (argmax by CEM; no value after a terminal), for the S minibatches of step 3 at once
     3.           S times: phi_j <- phi_j - lr grad 1/2 sum_i ||Q_j(s_i, a_i) - y_i||^2, j = 1, 2
 
 Clipped double Q: two Q networks, each with a target copy; the targets value the next action by
@@ -66,12 +66,16 @@ class QTOpt(FittedQ):
             actions += self.rng.normal(size=actions.shape) * self.cfg.exploration_noise * (high - low) / 2
         return np.clip(actions, low, high).astype(np.float32)
 
-    def gradient_step(self, batch: Transitions) -> dict[str, torch.Tensor]:
-        # 2. targets: y = r + gamma min_j Q'_j(s', a*), a* = argmax_a' Q'_1(s', a') by CEM
+    def targets(self, batch: Transitions) -> torch.Tensor:
+        """2. y = r + gamma min_j Q'_j(s', a*), a* = argmax_a' Q'_1(s', a') by CEM, for the iteration's S
+        minibatches in one search: the CEM's work grows with the rows, its fixed cost does not."""
         with torch.no_grad():
             best = self.greedy(self.q_target, batch.next_obs, self.train_generator, first=1)
             next_value = self.q_target(batch.next_obs, best.actions).min(0).values
-            y = batch.rewards + batch.bootstrap_weights(self.cfg.gamma) * next_value * ~batch.terminated
+            self.elite_std = best.elite_std.mean()
+            return batch.rewards + batch.bootstrap_weights(self.cfg.gamma) * next_value * ~batch.terminated
+
+    def gradient_step(self, batch: Transitions, y: torch.Tensor) -> dict[str, torch.Tensor]:
         # 3. a gradient step on both Qs' squared errors
         q = self.q(batch.obs, batch.actions)  # [2, B]
         loss = 0.5 * ((q - y) ** 2).mean(1).sum()
@@ -81,7 +85,7 @@ class QTOpt(FittedQ):
         return {
             "losses/q_loss": loss.detach(),
             "losses/q_values": q.detach().mean(),
-            "losses/cem_elite_std": best.elite_std.mean(),
+            "losses/cem_elite_std": self.elite_std,
         }
 
     def state_dict(self) -> dict:
