@@ -7,7 +7,9 @@ refused before any network or buffer exists.
 
 from __future__ import annotations
 
+import ctypes
 import importlib
+import os
 import random
 from collections.abc import Callable
 
@@ -33,6 +35,29 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+# glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory() -> None:
+    """Have glibc's malloc keep the memory of freed tensors for the next ones, instead of returning it.
+
+    By default a block above the mmap threshold (adapting up to the largest freed so far) is mapped
+    for each allocation, and freed memory at the heap's top beyond twice that is handed back to the
+    kernel. A CEM search over 640 states x 16 actions frees several 2.6 MB activations at once, so
+    each search faulted its pages in afresh: aten::clamp_min (ReLU) took 350 us where 62 us is its
+    arithmetic. Blocks up to 32 MiB (the most glibc allows) now come from the heap, which keeps up to
+    512 MiB free before trimming; a replay buffer larger than 32 MiB is still mapped on its own.
+    Elsewhere than glibc (macOS, musl) this does nothing."""
+    try:
+        os.confstr("CS_GNU_LIBC_VERSION")
+    except (AttributeError, ValueError, OSError):
+        return
+    libc = ctypes.CDLL(None)  # the process's own symbols: glibc's malloc
+    libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
+    libc.mallopt(M_TRIM_THRESHOLD, 512 << 20)
 
 
 def algorithm_class(name: str) -> type[Algorithm]:
@@ -62,4 +87,5 @@ def build(cfg: DictConfig, load_policy: Callable[[str, str], Callable] | None = 
     ctx = Context(env_cfg=cfg.env, seed=cfg.seed, device=device, spaces=spaces, task_cfg=task_cfg, load_policy=load_policy)
     seed_everything(cfg.seed)
     torch.set_num_threads(cfg.threads)
+    keep_freed_memory()
     return algorithm_class(cfg.algo.name)(cfg.algo, ctx)
