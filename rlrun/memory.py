@@ -4,7 +4,7 @@ The rules' upper bounds (rlrun.config) stop typos like 10**12; values below them
 more memory than there is, and numpy or torch then fail with a MemoryError, or the kernel kills the
 process part-way through. What grows with a key is estimated here from the env's spaces and the
 config: replay buffers and per-iteration collections (transitions), episodes stepped side by side
-(eval.episodes, reinforce's N), CEM's batch x samples, and the networks' parameters. The estimates
+(eval.episodes, reinforce's N), an iteration's minibatches and CEM's states x samples, and the networks' parameters. The estimates
 count only the arrays that dominate, with episodes at their time limit (which a good policy
 reaches): meant to catch values far off, not to budget memory to the byte.
 """
@@ -145,6 +145,11 @@ def run_needs(cfg: DictConfig, spaces: tuple[gym.Space, gym.Space]) -> list[Need
     if name in ("fqi", "qtopt") and OmegaConf.select(algo, "dataset", default=None) is None:
         needs += transitions("algo.buffer_size", algo.buffer_size, spaces, "the replay buffer")
         needs += transitions("algo.N", algo.N, spaces, "one iteration's collection")
+    if name in ("fqi", "qtopt"):  # an iteration draws its S minibatches at once
+        key = furthest_above(algo, {"S": 16, "batch_size": 64})
+        rows = algo.S * algo.batch_size
+        needs.append(Need(key, algo[key.removeprefix("algo.")], rows * transition_bytes(*spaces),
+                          f"an iteration's {algo.S} minibatches of {algo.batch_size} transitions"))
     if name == "dagger":
         needs += transitions("algo.N", algo.N, spaces, "one round's labelled states")
     if name == "qtopt":
@@ -152,16 +157,21 @@ def run_needs(cfg: DictConfig, spaces: tuple[gym.Space, gym.Space]) -> list[Need
     return needs
 
 
+def furthest_above(algo: DictConfig, usual: dict[str, int]) -> str:
+    """Of keys whose values multiply into one size, the one most times its usual value: the one to name."""
+    name = max(usual, key=lambda k: algo[k] / usual[k])
+    return f"algo.{name}"
+
+
 def cem(algo: DictConfig, spaces: tuple[gym.Space, gym.Space]) -> Need:
-    """CEM scores batch_size x cem_samples (state, action) pairs at once with both Qs: their inputs
-    and each hidden layer's outputs (the widest two at a time)."""
+    """The targets' CEM search scores S x batch_size x cem_samples (state, action) pairs at once: their
+    inputs and each hidden layer's outputs (the widest two at a time, of both Qs: an upper bound)."""
     obs_space, action_space = spaces
-    pairs = algo.batch_size * algo.cem_samples
+    pairs = algo.S * algo.batch_size * algo.cem_samples
     widest = max(algo.hidden_sizes, default=1)
     size = pairs * FLOAT * (envs.flat_obs_dim(obs_space) + envs.flat_obs_dim(action_space) + 2 * 2 * widest)
-    # named: the one further above its default (16 samples, a batch of 64)
-    key = "algo.cem_samples" if algo.cem_samples * 4 >= algo.batch_size else "algo.batch_size"
-    return Need(key, algo[key.removeprefix("algo.")], size, f"CEM's {pairs} (state, action) pairs per gradient step")
+    key = furthest_above(algo, {"S": 10, "batch_size": 64, "cem_samples": 16})
+    return Need(key, algo[key.removeprefix("algo.")], size, f"CEM's {pairs} (state, action) pairs per iteration")
 
 
 def env_spaces(env_cfg: DictConfig) -> tuple[gym.Space, gym.Space]:

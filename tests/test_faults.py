@@ -51,7 +51,8 @@ TOO_BIG_FOR_MEMORY = [
     ("algo=fqi algo.buffer_size=10000000", "algo.buffer_size=10000000", "the replay buffer"),  # 45 bytes each
     ("algo=fqi algo.N=10000000 algo.num_envs=1", "algo.N=10000000", "one iteration's collection"),
     ("algo.hidden_sizes=[4096,4096]", "algo.hidden_sizes=[4096, 4096]", "a network's parameters"),
-    ("env=pendulum algo=qtopt algo.cem_samples=10000", "algo.cem_samples=10000", "CEM's 640000 (state, action) pairs"),
+    ("env=pendulum algo=qtopt algo.cem_samples=10000", "algo.cem_samples=10000", "CEM's 6400000 (state, action) pairs"),
+    ("algo=fqi algo.S=1000000", "algo.S=1000000", "an iteration's 1000000 minibatches of 64 transitions"),
     ("eval.episodes=10000", "eval.episodes=10000", "10000 episodes of up to 500 steps side by side"),
     ("algo.N=10000", "algo.N=10000", "10000 episodes of up to 500 steps side by side"),
 ]
