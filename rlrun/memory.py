@@ -145,10 +145,10 @@ def run_needs(cfg: DictConfig, spaces: tuple[gym.Space, gym.Space]) -> list[Need
     if name in ("fqi", "qtopt") and OmegaConf.select(algo, "dataset", default=None) is None:
         needs += transitions("algo.buffer_size", algo.buffer_size, spaces, "the replay buffer")
         needs += transitions("algo.N", algo.N, spaces, "one iteration's collection")
-    if name in ("fqi", "qtopt"):  # an iteration draws its S minibatches at once
+    if name in ("fqi", "qtopt"):  # an iteration draws its S minibatches at once: the draws and their concatenation
         key = furthest_above(algo, {"S": 16, "batch_size": 64})
         rows = algo.S * algo.batch_size
-        needs.append(Need(key, algo[key.removeprefix("algo.")], rows * transition_bytes(*spaces),
+        needs.append(Need(key, algo[key.removeprefix("algo.")], 2 * rows * transition_bytes(*spaces),
                           f"an iteration's {algo.S} minibatches of {algo.batch_size} transitions"))
     if name == "dagger":
         needs += transitions("algo.N", algo.N, spaces, "one round's labelled states")
