@@ -4,9 +4,10 @@ The rules' upper bounds (rlrun.config) stop typos like 10**12; values below them
 more memory than there is, and numpy or torch then fail with a MemoryError, or the kernel kills the
 process part-way through. What grows with a key is estimated here from the env's spaces and the
 config: replay buffers and per-iteration collections (transitions), episodes stepped side by side
-(eval.episodes, reinforce's N), an iteration's minibatches and CEM's states x samples, and the networks' parameters. The estimates
-count only the arrays that dominate, with episodes at their time limit (which a good policy
-reaches): meant to catch values far off, not to budget memory to the byte.
+(eval.episodes, reinforce's N), an iteration's minibatches and CEM's states x samples, and the
+networks' parameters. The estimates count only the arrays that dominate, with episodes at their
+time limit (which a good policy reaches): meant to catch values far off, not to budget memory to
+the byte.
 """
 
 from __future__ import annotations

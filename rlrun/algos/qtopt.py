@@ -36,6 +36,7 @@ class QTOpt(FittedQ):
         # separate streams, so how often the runner evaluates never changes what training draws
         self.train_generator = torch.Generator(self.device).manual_seed(ctx.seed)
         self.eval_generator = torch.Generator(self.device).manual_seed(ctx.seed + 1)
+        self.elite_std = torch.zeros(())  # of the last targets' search, logged with each gradient step
 
     def greedy(self, q: StateActionQ, obs, generator: torch.Generator, first: int | None = None) -> cem.CEMResult:
         """CEM's argmax_a min_j Q_j(s, a) for each state of the batch (a tensor, or a dict of them);
