@@ -147,9 +147,9 @@ def run_needs(cfg: DictConfig, spaces: tuple[gym.Space, gym.Space]) -> list[Need
         needs += transitions("algo.buffer_size", algo.buffer_size, spaces, "the replay buffer")
         needs += transitions("algo.N", algo.N, spaces, "one iteration's collection")
     if name in ("fqi", "qtopt"):  # an iteration draws its S minibatches at once: the draws and their concatenation
-        key = furthest_above(algo, {"S": 16, "batch_size": 64})
+        key, value = furthest_above(algo, {"S": 16, "batch_size": 64})
         rows = algo.S * algo.batch_size
-        needs.append(Need(key, algo[key.removeprefix("algo.")], 2 * rows * transition_bytes(*spaces),
+        needs.append(Need(key, value, 2 * rows * transition_bytes(*spaces),
                           f"an iteration's {algo.S} minibatches of {algo.batch_size} transitions"))
     if name == "dagger":
         needs += transitions("algo.N", algo.N, spaces, "one round's labelled states")
@@ -158,10 +158,11 @@ def run_needs(cfg: DictConfig, spaces: tuple[gym.Space, gym.Space]) -> list[Need
     return needs
 
 
-def furthest_above(algo: DictConfig, usual: dict[str, int]) -> str:
-    """Of keys whose values multiply into one size, the one most times its usual value: the one to name."""
+def furthest_above(algo: DictConfig, usual: dict[str, int]) -> tuple[str, Any]:
+    """Of keys whose values multiply into one size, the one most times its usual value (the one to name),
+    as (key, value)."""
     name = max(usual, key=lambda k: algo[k] / usual[k])
-    return f"algo.{name}"
+    return f"algo.{name}", algo[name]
 
 
 def cem(algo: DictConfig, spaces: tuple[gym.Space, gym.Space]) -> Need:
@@ -171,8 +172,8 @@ def cem(algo: DictConfig, spaces: tuple[gym.Space, gym.Space]) -> Need:
     pairs = algo.S * algo.batch_size * algo.cem_samples
     widest = max(algo.hidden_sizes, default=1)
     size = pairs * FLOAT * (envs.flat_obs_dim(obs_space) + envs.flat_obs_dim(action_space) + 2 * 2 * widest)
-    key = furthest_above(algo, {"S": 10, "batch_size": 64, "cem_samples": 16})
-    return Need(key, algo[key.removeprefix("algo.")], size, f"CEM's {pairs} (state, action) pairs per iteration")
+    key, value = furthest_above(algo, {"S": 10, "batch_size": 64, "cem_samples": 16})
+    return Need(key, value, size, f"CEM's {pairs} (state, action) pairs per iteration")
 
 
 def env_spaces(env_cfg: DictConfig) -> tuple[gym.Space, gym.Space]:
