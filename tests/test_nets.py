@@ -1,5 +1,5 @@
 """The policy distributions against torch.distributions, their samplers against their probabilities,
-the numpy policy against the torch one, rlrun's Adam against torch.optim.Adam, and the dueling Q head."""
+the numpy policy against the torch one, rlrun's Adam and gradient clipping against torch's, and the dueling Q head."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from rlrun.nets import (
     QNetwork,
     TorchActing,
     as_tensors,
+    clip_grad_norm_,
 )
 
 
@@ -251,3 +252,23 @@ def test_torch_acts_for_one_hot_or_dict_observations():
             expected = net.deterministic(as_tensors(obs)).numpy()
         np.testing.assert_array_equal(acting.deterministic(obs), expected)
         assert acting.sample(obs).shape == (3,) and set(acting.sample(obs)) <= {0, 1}
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e3])  # the gradients' norm is ~10: clipped, then left as they are
+def test_clip_grad_norm_scales_as_torchs_bit_for_bit(max_norm):
+    torch.manual_seed(0)
+    grads = [torch.randn(64, 4) * 0.3, torch.randn(64), torch.randn(2, 64) * 0.2]
+    original = [g.clone() for g in grads]
+    expected = [g.clone() for g in grads]
+    params = [torch.nn.Parameter(torch.zeros_like(g)) for g in expected]
+    for p, g in zip(params, expected):
+        p.grad = g
+    torch.nn.utils.clip_grad_norm_(params, max_norm)
+    clip_grad_norm_(grads, max_norm)
+    for got, want in zip(grads, expected):
+        assert torch.equal(got, want)
+    norm = torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads])).item()
+    if max_norm < 1:
+        assert norm == pytest.approx(max_norm, rel=1e-5)
+    else:
+        assert all(torch.equal(g, o) for g, o in zip(grads, original))

@@ -25,7 +25,7 @@ from rlrun.algos.fitted_q import FittedQ
 from rlrun.buffers import Transitions
 from rlrun.config import ConfigError
 from rlrun.data import Observations, batch_len
-from rlrun.nets import QNetwork, adam
+from rlrun.nets import QNetwork, adam, clip_grad_norm_
 
 
 def q_targets(batch: Transitions, gamma: float, next_q_target: torch.Tensor, next_q_online: torch.Tensor | None):
@@ -95,6 +95,6 @@ class FittedQIteration(FittedQ):
         self.optimizer.zero_grad()
         loss.backward()
         if self.cfg.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.q.parameters(), self.cfg.max_grad_norm)
+            clip_grad_norm_([p.grad for p in self.q.parameters()], self.cfg.max_grad_norm)
         self.optimizer.step()
         return {"losses/q_loss": loss.detach(), "losses/q_values": q_taken.detach().mean()}
