@@ -502,7 +502,7 @@ def adam(params, lr: float) -> Adam:
 def clip_grad_norm_(grads: list[torch.Tensor], max_norm: float) -> None:
     """Scale `grads` in place so that their global 2-norm is at most `max_norm`: the arithmetic of
     torch.nn.utils.clip_grad_norm_, the same numbers, written out for the one device and dtype of
-    these networks without its per-call grouping and checks (it took 88 against 37 us a call on
-    fqi's [256, 256] Q, a step of which is ~1 ms)."""
+    these networks without its per-call grouping and checks (torch's took 88 us a call on fqi's
+    [256, 256] Q, this 37 us, in gradient steps of ~1 ms)."""
     norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
     torch._foreach_mul_(grads, torch.clamp(max_norm / (norm + 1e-6), max=1.0))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from envpool_speed import run
 
-# (algo, env): env steps of each run, enough for the final evaluation to say whether it learned
+# algo:env -> env steps of each of its runs: enough for the final evaluation to say whether it learned
 PAIRS = {
     "ppo:cartpole": 50_000,
     "ppo:pendulum": 100_000,

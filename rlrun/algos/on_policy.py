@@ -68,7 +68,7 @@ class OnPolicy(Algorithm):
 
     def gradient_step(self, loss: torch.Tensor) -> None:
         """One Adam step on `loss`, the gradient's global norm clipped to `max_grad_norm` (nets.clip_grad_norm_:
-        torch's arithmetic without its per-call overhead, a third of a step's time on networks this small)."""
+        torch's arithmetic without the per-call overhead that was a third of a step's time on networks this small)."""
         self.optimizer.zero_grad()
         loss.backward()
         if self.cfg.max_grad_norm is not None:
