@@ -367,25 +367,27 @@ class StateActionQ(nn.Module):
         return h.reshape(n, *batch_shape)
 
 
-class Adam:
-    """Adam, the same arithmetic as torch.optim.Adam and the same state_dict, without torch.optim:
-    torch's Optimizer imports torch._dynamo the first time it adds a parameter group or steps
-    (about 1 s on a CPU, as long as `import torch` itself), and nothing rlrun does needs dynamo.
+class Optimizer:
+    """What rlrun's optimisers share, without torch.optim: torch's Optimizer imports torch._dynamo the
+    first time it adds a parameter group or steps (about 1 s on a CPU, as long as `import torch`
+    itself), and nothing rlrun does needs dynamo.
 
-    `fused=True` runs torch's fused kernel, as torch.optim.Adam(fused=True) does, where this torch
-    has it for the parameters' device; otherwise (and with fused=False) the element-wise steps of
-    torch's single-tensor Adam, as torch.optim.Adam(foreach=False). Either way the results are
-    bit-identical to that torch.optim.Adam's, and checkpoints load in both directions. The learning
-    rate is read from `param_groups[i]["lr"]` at every step, so schedules set it there."""
+    One parameter group to start with (more may be appended to `param_groups`, as actor_critic's
+    critic_lr does); each group's learning rate is read from `param_groups[i]["lr"]` at every step, so
+    schedules set it there. `state_dict` has torch.optim's layout (state by parameter index, groups with
+    their hyperparameters), so checkpoints load in both directions. A subclass names its
+    `hyperparameters` (a group's keys besides params) and its per-parameter `moments` (state tensors
+    besides the step count), and writes `fixed` (the group entries torch.optim adds for options rlrun
+    leaves off) and `step`."""
 
-    def __init__(
-        self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, fused: bool = False
-    ):
+    hyperparameters: tuple[str, ...] = ("lr",)
+    moments: tuple[str, ...] = ()
+
+    def __init__(self, params, **hyperparameters):
         params = list(params)
         if not params:
-            raise ValueError("Adam got an empty parameter list")
-        self.fused = fused and _fused_adam_works(params[0])
-        self.param_groups = [{"params": params, "lr": lr, "betas": tuple(betas), "eps": eps}]
+            raise ValueError(f"{type(self).__name__} got an empty parameter list")
+        self.param_groups = [{"params": params, **hyperparameters}]
         self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
 
     def zero_grad(self) -> None:
@@ -393,24 +395,92 @@ class Adam:
             for p in group["params"]:
                 p.grad = None
 
+    def fixed(self) -> dict:
+        """A state_dict group's entries for the options torch.optim has and rlrun leaves off."""
+        return {}
+
+    def new_step(self, p: torch.Tensor) -> torch.Tensor:
+        """A parameter's step count as torch.optim keeps it: a float scalar tensor."""
+        return torch.tensor(0.0, dtype=_scalar_dtype())
+
     def new_state(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
-        """torch.optim.Adam's, made at a parameter's first step: the step count a float scalar (on
-        the parameter's device for the fused kernel only) and the two moments."""
-        if self.fused:
-            step = torch.zeros((), dtype=torch.float32, device=p.device)
-        else:
-            step = torch.tensor(0.0, dtype=_scalar_dtype())
-        zeros = [torch.zeros_like(p, memory_format=torch.preserve_format) for _ in range(2)]
-        self.state[p] = {"step": step, "exp_avg": zeros[0], "exp_avg_sq": zeros[1]}
+        """torch.optim's, made at a parameter's first step: the step count and zeroed moments."""
+        zeros = {name: torch.zeros_like(p, memory_format=torch.preserve_format) for name in self.moments}
+        self.state[p] = {"step": self.new_step(p), **zeros}
         return self.state[p]
+
+    def stepped(self, group: dict) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+        """A group's parameters that have a gradient, and their states (made at their first step)."""
+        params = [p for p in group["params"] if p.grad is not None]
+        return params, [self.state[p] if p in self.state else self.new_state(p) for p in params]
+
+    def state_dict(self) -> dict:
+        index: dict[torch.Tensor, int] = {}
+        groups = []
+        for group in self.param_groups:
+            ids = [index.setdefault(p, len(index)) for p in group["params"]]
+            groups.append({**{k: group[k] for k in self.hyperparameters}, **self.fixed(), "params": ids})
+        return {"state": {index[p]: dict(s) for p, s in self.state.items()}, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """From this class or its torch.optim counterpart (checkpoints of earlier rlrun versions): the
+        moments, step counts and hyperparameters."""
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        if any(len(g["params"]) != len(s["params"]) for g, s in zip(self.param_groups, saved_groups)):
+            raise ValueError("loaded state dict contains a parameter group that doesn't match the size of optimizer's group")
+        by_id = {i: p for g, s in zip(self.param_groups, saved_groups) for i, p in zip(s["params"], g["params"])}
+        state = {}
+        for i, saved in state_dict["state"].items():
+            p = by_id[i]
+            moments = {name: saved[name].to(dtype=p.dtype, device=p.device, copy=True) for name in self.moments}
+            state[p] = {"step": self.loaded_step(saved["step"], p), **moments}
+        for group, saved in zip(self.param_groups, saved_groups):
+            group.update({k: tuple(saved[k]) if isinstance(saved[k], list) else saved[k] for k in self.hyperparameters})
+        self.state = state
+
+    def loaded_step(self, step: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        return step.clone()
+
+
+class Adam(Optimizer):
+    """Adam, the same arithmetic as torch.optim.Adam and the same state_dict (see Optimizer).
+
+    `fused=True` runs torch's fused kernel, as torch.optim.Adam(fused=True) does, where this torch
+    has it for the parameters' device; otherwise (and with fused=False) the element-wise steps of
+    torch's single-tensor Adam, as torch.optim.Adam(foreach=False). Either way the results are
+    bit-identical to that torch.optim.Adam's, and checkpoints load in both directions."""
+
+    hyperparameters = ("lr", "betas", "eps")
+    moments = ("exp_avg", "exp_avg_sq")
+
+    def __init__(
+        self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, fused: bool = False
+    ):
+        params = list(params)
+        super().__init__(params, lr=lr, betas=tuple(betas), eps=eps)
+        self.fused = fused and _fused_adam_works(params[0])
+
+    def fixed(self) -> dict:
+        return {
+            "weight_decay": 0, "amsgrad": False, "maximize": False, "foreach": None, "capturable": False,
+            "differentiable": False, "fused": True if self.fused else None, "decoupled_weight_decay": False,
+        }
+
+    def new_step(self, p: torch.Tensor) -> torch.Tensor:
+        """On the parameter's device for the fused kernel only, as torch.optim.Adam keeps it."""
+        return torch.zeros((), dtype=torch.float32, device=p.device) if self.fused else super().new_step(p)
+
+    def loaded_step(self, step: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        return step.to(dtype=torch.float32, device=p.device) if self.fused else step.clone()
 
     @torch.no_grad()
     def step(self) -> None:
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
+            params, states = self.stepped(group)
             if not params:
                 continue
-            states = [self.state[p] if p in self.state else self.new_state(p) for p in params]
             grads = [p.grad for p in params]
             exp_avgs, exp_avg_sqs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
             steps = [s["step"] for s in states]
@@ -432,40 +502,38 @@ class Adam:
             torch._foreach_add_(denoms, eps)
             torch._foreach_addcdiv_(params, exp_avgs, denoms, [-(lr / (1 - beta1**n)) for n in counts])
 
-    def state_dict(self) -> dict:
-        """torch.optim.Adam's layout: state by parameter index, groups with their hyperparameters."""
-        index: dict[torch.Tensor, int] = {}
-        groups = []
-        for group in self.param_groups:
-            ids = [index.setdefault(p, len(index)) for p in group["params"]]
-            groups.append({
-                "lr": group["lr"], "betas": group["betas"], "eps": group["eps"], "weight_decay": 0, "amsgrad": False,
-                "maximize": False, "foreach": None, "capturable": False, "differentiable": False,
-                "fused": True if self.fused else None, "decoupled_weight_decay": False, "params": ids,
-            })
-        return {"state": {index[p]: dict(s) for p, s in self.state.items()}, "param_groups": groups}
 
-    def load_state_dict(self, state_dict: dict) -> None:
-        """From this class or torch.optim.Adam (checkpoints of earlier rlrun versions): the moments,
-        step counts, learning rate, betas and eps."""
-        saved_groups = state_dict["param_groups"]
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError("loaded state dict has a different number of parameter groups")
-        if any(len(g["params"]) != len(s["params"]) for g, s in zip(self.param_groups, saved_groups)):
-            raise ValueError("loaded state dict contains a parameter group that doesn't match the size of optimizer's group")
-        by_id = {i: p for g, s in zip(self.param_groups, saved_groups) for i, p in zip(s["params"], g["params"])}
-        state = {}
-        for i, saved in state_dict["state"].items():
-            p = by_id[i]
-            step = saved["step"].to(dtype=torch.float32, device=p.device) if self.fused else saved["step"].clone()
-            state[p] = {
-                "step": step,
-                "exp_avg": saved["exp_avg"].to(dtype=p.dtype, device=p.device, copy=True),
-                "exp_avg_sq": saved["exp_avg_sq"].to(dtype=p.dtype, device=p.device, copy=True),
-            }
-        for group, saved in zip(self.param_groups, saved_groups):
-            group.update(lr=saved["lr"], betas=tuple(saved["betas"]), eps=saved["eps"])
-        self.state = state
+class RMSprop(Optimizer):
+    """RMSprop as A2C's paper and Stable-Baselines3's A2C use it: theta <- theta - lr g / (sqrt(v) + eps),
+    v <- alpha v + (1 - alpha) g^2, no momentum, not centred. The same arithmetic as
+    torch.optim.RMSprop(foreach=False), op for op, bit for bit, and the same state_dict (see Optimizer)."""
+
+    hyperparameters = ("lr", "alpha", "eps")
+    moments = ("square_avg",)
+
+    def __init__(self, params, lr: float, alpha: float = 0.99, eps: float = 1e-8):
+        super().__init__(params, lr=lr, alpha=alpha, eps=eps)
+
+    def fixed(self) -> dict:
+        return {
+            "momentum": 0, "centered": False, "weight_decay": 0, "capturable": False, "foreach": None,
+            "maximize": False, "differentiable": False,
+        }
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for group in self.param_groups:
+            params, states = self.stepped(group)
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            square_avgs = [s["square_avg"] for s in states]
+            torch._foreach_add_([s["step"] for s in states], 1)
+            torch._foreach_mul_(square_avgs, group["alpha"])
+            torch._foreach_addcmul_(square_avgs, grads, grads, 1 - group["alpha"])
+            avgs = torch._foreach_sqrt(square_avgs)
+            torch._foreach_add_(avgs, group["eps"])
+            torch._foreach_addcdiv_(params, grads, avgs, -float(group["lr"]))
 
 
 def _scalar_dtype() -> torch.dtype:

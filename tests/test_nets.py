@@ -20,6 +20,7 @@ from rlrun.nets import (
     NumpyPolicy,
     Policy,
     QNetwork,
+    RMSprop,
     TorchActing,
     as_tensors,
     clip_grad_norm_,
@@ -78,7 +79,7 @@ def two_layer_nets(n: int) -> list[torch.nn.Module]:
     return nets
 
 
-def adam_steps(net: torch.nn.Module, optimizer, steps: range, lr: float = 0.01) -> None:
+def optimizer_steps(net: torch.nn.Module, optimizer, steps: range, lr: float = 0.01) -> None:
     """Gradient steps on a fixed regression, with the learning rate annealed through param_groups."""
     x = torch.randn(64, 4, generator=torch.Generator().manual_seed(1))
     for i in steps:
@@ -98,8 +99,8 @@ def test_adam_steps_and_state_dict_are_torch_optim_adams_bit_for_bit(fused):
     a, b = two_layer_nets(2)
     ours = Adam(a.parameters(), lr=0.01, eps=1e-5, fused=fused)
     theirs = torch_adam_like(ours, b.parameters(), eps=1e-5)
-    adam_steps(a, ours, range(30))
-    adam_steps(b, theirs, range(30))
+    optimizer_steps(a, ours, range(30))
+    optimizer_steps(b, theirs, range(30))
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert torch.equal(a.unused, torch.ones(3))
     mine, reference = ours.state_dict(), theirs.state_dict()
@@ -118,29 +119,61 @@ def test_adam_continues_from_a_torch_optim_adam_checkpoint_and_back(fused, tmp_p
     exactly as torch would have; and torch.optim.Adam reads ours."""
     a, b, c = two_layer_nets(3)
     theirs = torch_adam_like(Adam(a.parameters(), lr=0.01, fused=fused), b.parameters(), eps=1e-8)
-    adam_steps(b, theirs, range(10))
+    optimizer_steps(b, theirs, range(10))
     torch.save({"net": b.state_dict(), "optimizer": theirs.state_dict()}, tmp_path / "ckpt.pt")
     saved = torch.load(tmp_path / "ckpt.pt")
     a.load_state_dict(saved["net"])
     ours = Adam(a.parameters(), lr=0.5, fused=fused)
     ours.load_state_dict(saved["optimizer"])
-    adam_steps(a, ours, range(10, 20))
-    adam_steps(b, theirs, range(10, 20))
+    optimizer_steps(a, ours, range(10, 20))
+    optimizer_steps(b, theirs, range(10, 20))
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
 
     c.load_state_dict(a.state_dict())
     back = torch_adam_like(ours, c.parameters(), eps=1e-8)
     torch.save(ours.state_dict(), tmp_path / "ours.pt")
     back.load_state_dict(torch.load(tmp_path / "ours.pt"))
-    adam_steps(a, ours, range(20, 25))
-    adam_steps(c, back, range(20, 25))
+    optimizer_steps(a, ours, range(20, 25))
+    optimizer_steps(c, back, range(20, 25))
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
+
+
+def test_rmsprop_steps_state_dict_and_checkpoints_are_torch_optim_rmsprops_bit_for_bit(tmp_path):
+    a, b, c, d = two_layer_nets(4)
+    ours = RMSprop(a.parameters(), lr=0.01, alpha=0.99, eps=1e-5)
+    theirs = torch.optim.RMSprop(b.parameters(), lr=0.01, alpha=0.99, eps=1e-5, foreach=False)
+    optimizer_steps(a, ours, range(30))
+    optimizer_steps(b, theirs, range(30))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert torch.equal(a.unused, torch.ones(3))
+    mine, reference = ours.state_dict(), theirs.state_dict()
+    keys = reference["param_groups"][0].keys() - {"foreach"}  # torch writes the False it was given
+    assert [{k: g[k] for k in keys} for g in mine["param_groups"]] == [{k: g[k] for k in keys} for g in reference["param_groups"]]
+    assert mine["state"].keys() == reference["state"].keys() == {1, 2, 3, 4}
+    for i, state in mine["state"].items():
+        assert state.keys() == reference["state"][i].keys() == {"step", "square_avg"}
+        assert all(torch.equal(v, reference["state"][i][k]) and v.dtype == reference["state"][i][k].dtype
+                   for k, v in state.items())
+
+    # torch reads ours and ours reads torch's, through files, and both step on as the other would have
+    torch.save(ours.state_dict(), tmp_path / "ours.pt")
+    torch.save(theirs.state_dict(), tmp_path / "theirs.pt")
+    c.load_state_dict(a.state_dict())
+    d.load_state_dict(b.state_dict())
+    back = torch.optim.RMSprop(c.parameters(), lr=0.5, foreach=False)
+    back.load_state_dict(torch.load(tmp_path / "ours.pt"))
+    forth = RMSprop(d.parameters(), lr=0.5)
+    forth.load_state_dict(torch.load(tmp_path / "theirs.pt"))
+    for net, optimizer in ((a, ours), (b, theirs), (c, back), (d, forth)):
+        optimizer_steps(net, optimizer, range(30, 40))
+    assert all(torch.equal(p, q) and torch.equal(p, r) and torch.equal(p, s)
+               for p, q, r, s in zip(a.parameters(), b.parameters(), c.parameters(), d.parameters()))
 
 
 def test_adam_refuses_a_state_dict_of_other_parameters():
     a, b = two_layer_nets(2)
     ours = Adam(a.parameters(), lr=0.01)
-    adam_steps(a, ours, range(2))
+    optimizer_steps(a, ours, range(2))
     with pytest.raises(ValueError):
         Adam(list(b.parameters())[:2], lr=0.01).load_state_dict(ours.state_dict())
 
