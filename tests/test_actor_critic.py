@@ -1,8 +1,9 @@
 """Actor-critic: advantage estimates on hand-computed rollouts, the rollout collector's handling of
-episode ends, the online box, a short CLI run and bad input."""
+episode ends, the online box, a short CLI run, the optimiser choice and bad input."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import gymnasium as gym
@@ -14,6 +15,7 @@ from rlrun import envs, runner
 from rlrun.build import build
 from rlrun.config import ConfigError
 from rlrun.data import RolloutCollector, discounted_returns, gae
+from rlrun.nets import Adam, RMSprop
 from tests.conftest import TINY, make_config, read_scalars, run_cli
 
 LOSS_TAGS = {"losses/policy_loss", "losses/value_loss", "losses/entropy"}
@@ -200,3 +202,19 @@ def test_an_action_space_it_cannot_handle_is_refused():
     gym.register("rlrun-test/MultiBinaryActions-v0", entry_point=MultiBinaryActions)
     with pytest.raises(ConfigError, match="Discrete or Box action spaces for algo=actor_critic"):
         build(make_config("algo=actor_critic", "env=gym", "env.id=rlrun-test/MultiBinaryActions-v0"))
+
+
+def test_rmsprop_is_the_optimiser_asked_for_and_a_run_continues_from_its_state_bit_for_bit():
+    overrides = ("algo=actor_critic", "env=cartpole", "algo.num_envs=4", "algo.T=8")
+    assert isinstance(build(make_config(*overrides, "algo.optimizer=adam")).optimizer, Adam)
+    first = build(make_config(*overrides, "algo.optimizer=rmsprop"))
+    assert isinstance(first.optimizer, RMSprop)
+    for i in range(3):
+        first.iterate(32 * i)
+    second = build(make_config(*overrides, "algo.optimizer=rmsprop", "seed=1"))
+    second.load_state_dict(copy.deepcopy(first.state_dict()))
+    for i in range(3, 6):
+        first.iterate(32 * i)
+        second.iterate(32 * i)
+    assert first.optimizer.state_dict()["state"][0]["step"].item() == 6
+    assert all(torch.equal(p, q) for p, q in zip(first.net.parameters(), second.net.parameters()))

@@ -8,7 +8,7 @@ import torch
 
 from rlrun.algos.base import Algorithm, Context, lr_left, plain
 from rlrun.data import RolloutCollector
-from rlrun.nets import ActionAdapter, Adam, Distribution, clip_grad_norm_
+from rlrun.nets import ActionAdapter, Adam, Distribution, RMSprop, clip_grad_norm_
 from rlrun.nets import ActorCritic as ActorCriticNet
 
 
@@ -32,9 +32,12 @@ class OnPolicy(Algorithm):
         self.net = ActorCriticNet(
             obs_space, action_space, cfg.hidden_sizes, cfg.activation, cfg.log_std_init, cfg.shared
         ).to(self.device)
-        # fused: one kernel for all parameters, the cheapest Adam step for many tiny updates
         self.parameters = list(self.net.parameters())
-        self.optimizer = Adam(self.parameters, lr=cfg.lr, eps=1e-5, fused=True)
+        # A2C's optimiser (and SB3's A2C's), or Adam; a config saved before `optimizer` existed meant Adam
+        if cfg.get("optimizer", "adam") == "rmsprop":
+            self.optimizer = RMSprop(self.parameters, lr=cfg.lr, alpha=0.99, eps=1e-5)
+        else:  # fused: one kernel for all parameters, the cheapest Adam step for many tiny updates
+            self.optimizer = Adam(self.parameters, lr=cfg.lr, eps=1e-5, fused=True)
         self.base_lrs = [cfg.lr]  # each parameter group's learning rate before annealing
         self.rng = ctx.rng()
         self.collector = RolloutCollector(ctx.make_vec_env(num_envs), seed=int(self.rng.integers(2**31)))
@@ -67,7 +70,7 @@ class OnPolicy(Algorithm):
         return self.optimizer.param_groups[0]["lr"]
 
     def gradient_step(self, loss: torch.Tensor) -> None:
-        """One Adam step on `loss`, the gradient's global norm clipped to `max_grad_norm` (nets.clip_grad_norm_:
+        """One optimiser step on `loss`, the gradient's global norm clipped to `max_grad_norm` (nets.clip_grad_norm_:
         torch's arithmetic without the per-call overhead that was a third of a step's time on networks this small)."""
         self.optimizer.zero_grad()
         loss.backward()

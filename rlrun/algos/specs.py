@@ -34,6 +34,7 @@ ON_POLICY_RULES = {
     "normalize_advantages": flag(),
     "value_coef": number(0),
     "entropy_coef": number(0),
+    "optimizer": choice("adam", "rmsprop"),
     "lr": number(0, low_open=True),
     "lr_anneal_steps": optional(integer(1)),
     "max_grad_norm": optional(number(0, low_open=True)),
