@@ -157,7 +157,8 @@ def test_two_rlrun_commands_on_one_run_folder_the_second_is_refused_and_a_killed
     )
     try:
         deadline = time.monotonic() + 60
-        while not (run_dir / ".hydra" / "config.yaml").is_file():  # written once the folder is the first's
+        # the event file comes after Hydra has written .hydra/ (its config.yaml exists before it is filled)
+        while not list(run_dir.glob("events.out.tfevents.*")):
             assert first.poll() is None and time.monotonic() < deadline, "the first run never started"
             time.sleep(0.1)
         config_before = (run_dir / ".hydra" / "config.yaml").read_bytes()
