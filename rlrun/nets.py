@@ -378,7 +378,7 @@ class Optimizer:
     their hyperparameters), so checkpoints load in both directions. A subclass names its
     `hyperparameters` (a group's keys besides params) and its per-parameter `moments` (state tensors
     besides the step count), and writes `fixed` (the group entries torch.optim adds for options rlrun
-    leaves off) and `step`."""
+    leaves off) and `update`, the step of one group's parameters once their step counts are raised."""
 
     hyperparameters: tuple[str, ...] = ("lr",)
     moments: tuple[str, ...] = ()
@@ -409,10 +409,21 @@ class Optimizer:
         self.state[p] = {"step": self.new_step(p), **zeros}
         return self.state[p]
 
-    def stepped(self, group: dict) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
-        """A group's parameters that have a gradient, and their states (made at their first step)."""
-        params = [p for p in group["params"] if p.grad is not None]
-        return params, [self.state[p] if p in self.state else self.new_state(p) for p in params]
+    @torch.no_grad()
+    def step(self) -> None:
+        """Each group's parameters that have a gradient: their states (made at their first step), the step
+        counts raised, then the subclass's `update`."""
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            states = [self.state[p] if p in self.state else self.new_state(p) for p in params]
+            torch._foreach_add_([s["step"] for s in states], 1)
+            self.update(group, params, [p.grad for p in params], states)
+
+    def update(self, group: dict, params: list[torch.Tensor], grads: list[torch.Tensor],
+               states: list[dict[str, torch.Tensor]]) -> None:
+        raise NotImplementedError
 
     def state_dict(self) -> dict:
         index: dict[torch.Tensor, int] = {}
@@ -475,32 +486,25 @@ class Adam(Optimizer):
     def loaded_step(self, step: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         return step.to(dtype=torch.float32, device=p.device) if self.fused else step.clone()
 
-    @torch.no_grad()
-    def step(self) -> None:
-        for group in self.param_groups:
-            params, states = self.stepped(group)
-            if not params:
-                continue
-            grads = [p.grad for p in params]
-            exp_avgs, exp_avg_sqs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
-            steps = [s["step"] for s in states]
-            lr, (beta1, beta2), eps = float(group["lr"]), group["betas"], group["eps"]
-            torch._foreach_add_(steps, 1)
-            if self.fused:
-                torch._fused_adam_(
-                    params, grads, exp_avgs, exp_avg_sqs, [], steps,
-                    lr=lr, beta1=beta1, beta2=beta2, weight_decay=0.0, eps=eps, amsgrad=False, maximize=False,
-                )
-                continue
-            # torch's single-tensor Adam, op for op, each op applied to all tensors at once
-            torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-            torch._foreach_mul_(exp_avg_sqs, beta2)
-            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
-            counts = [s.item() for s in steps]
-            denoms = torch._foreach_sqrt(exp_avg_sqs)
-            torch._foreach_div_(denoms, [(1 - beta2**n) ** 0.5 for n in counts])
-            torch._foreach_add_(denoms, eps)
-            torch._foreach_addcdiv_(params, exp_avgs, denoms, [-(lr / (1 - beta1**n)) for n in counts])
+    def update(self, group, params, grads, states) -> None:
+        exp_avgs, exp_avg_sqs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
+        steps = [s["step"] for s in states]
+        lr, (beta1, beta2), eps = float(group["lr"]), group["betas"], group["eps"]
+        if self.fused:
+            torch._fused_adam_(
+                params, grads, exp_avgs, exp_avg_sqs, [], steps,
+                lr=lr, beta1=beta1, beta2=beta2, weight_decay=0.0, eps=eps, amsgrad=False, maximize=False,
+            )
+            return
+        # torch's single-tensor Adam, op for op, each op applied to all tensors at once
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+        counts = [s.item() for s in steps]
+        denoms = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denoms, [(1 - beta2**n) ** 0.5 for n in counts])
+        torch._foreach_add_(denoms, eps)
+        torch._foreach_addcdiv_(params, exp_avgs, denoms, [-(lr / (1 - beta1**n)) for n in counts])
 
 
 class RMSprop(Optimizer):
@@ -520,20 +524,13 @@ class RMSprop(Optimizer):
             "maximize": False, "differentiable": False,
         }
 
-    @torch.no_grad()
-    def step(self) -> None:
-        for group in self.param_groups:
-            params, states = self.stepped(group)
-            if not params:
-                continue
-            grads = [p.grad for p in params]
-            square_avgs = [s["square_avg"] for s in states]
-            torch._foreach_add_([s["step"] for s in states], 1)
-            torch._foreach_mul_(square_avgs, group["alpha"])
-            torch._foreach_addcmul_(square_avgs, grads, grads, 1 - group["alpha"])
-            avgs = torch._foreach_sqrt(square_avgs)
-            torch._foreach_add_(avgs, group["eps"])
-            torch._foreach_addcdiv_(params, grads, avgs, -float(group["lr"]))
+    def update(self, group, params, grads, states) -> None:
+        square_avgs = [s["square_avg"] for s in states]
+        torch._foreach_mul_(square_avgs, group["alpha"])
+        torch._foreach_addcmul_(square_avgs, grads, grads, 1 - group["alpha"])
+        avgs = torch._foreach_sqrt(square_avgs)
+        torch._foreach_add_(avgs, group["eps"])
+        torch._foreach_addcdiv_(params, grads, avgs, -float(group["lr"]))
 
 
 def _scalar_dtype() -> torch.dtype:
