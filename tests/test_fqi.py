@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -100,6 +101,31 @@ def test_one_iteration_collects_n_transitions_and_takes_k_times_s_steps():
     assert {"losses/q_loss", "losses/q_values", "charts/epsilon"} <= set(metrics)
     assert any(not torch.equal(a, b) for a, b in zip(before, algo.q.parameters()))
     assert algo.q_target.state_dict()["body.0.weight"].ne(algo.q.state_dict()["body.0.weight"]).any()
+
+
+@pytest.mark.parametrize("double_q", [False, True])
+def test_targets_without_double_q_come_from_phi_prime_once_per_iteration_for_its_s_minibatches(double_q):
+    algo = build(make_config("algo=fqi", "algo.N=64", "algo.num_envs=4", "algo.K=2", "algo.S=3",
+                             "algo.batch_size=16", "algo.learning_starts=0", f"algo.double_q={double_q}"))
+    stepped = []
+    gradient_step = algo.gradient_step
+
+    def spy_step(batch, y):  # phi' as the step finds it: refreshed from phi as each iteration began
+        stepped.append((batch, y, {k: v.clone() for k, v in algo.q_target.state_dict().items()}))
+        return gradient_step(batch, y)
+
+    algo.gradient_step = spy_step
+    algo.iterate(0)
+    assert len(stepped) == 6
+    if double_q:  # a' is the current phi's, which moves between minibatches: each step makes its own
+        assert all(y is None for _, y, _ in stepped)
+        return
+    q_prime = copy.deepcopy(algo.q_target)
+    for batch, y, phi_prime in stepped:  # y = r + gamma max_a' Q_phi'(s', a') with phi' as the iteration began
+        q_prime.load_state_dict(phi_prime)
+        with torch.no_grad():
+            assert torch.allclose(y, q_targets(batch, 0.99, q_prime(batch.next_obs), None), atol=1e-6)
+    assert not torch.equal(stepped[0][2]["body.0.weight"], stepped[3][2]["body.0.weight"])
 
 
 def test_online_run_then_a_dataset_from_its_model_then_an_offline_run(tmp_cwd, caplog):

@@ -6,9 +6,10 @@
 
 The box's loop is rlrun.algos.fitted_q's; this file holds the targets and the collection policy.
 phi' is the target network: a copy of phi refreshed at the start of every iteration, or a Polyak
-average updated every step. Targets are computed per minibatch from phi'. Without double Q that is
-the same as computing them for the whole buffer first; with double Q (the default) a' is chosen by
-the current phi, which moves between minibatches, so the targets of one iteration drift with it.
+average updated every step. Without double Q and with phi' refreshed per iteration, the targets of an
+iteration's S minibatches come from one pass of phi' as the box's step 2 says; with double Q (the
+default) a' is chosen by the current phi, which moves between minibatches, so each gradient step
+computes its own and the targets of one iteration drift with it (as they do with a Polyak phi').
 
 Offline (`dataset` set): step 1 is skipped; the buffer is the dataset, and the runner's budget and
 x-axis count gradient steps.
@@ -82,8 +83,17 @@ class FittedQIteration(FittedQ):
             random = np.where(explore, random, self.act(obs))
         return random
 
+    def targets(self, batch: Transitions) -> torch.Tensor | None:
+        """Without double Q, y depends on phi' alone, which stays put through an iteration: one pass for
+        all S minibatches (3 of a step's 5 matrix products left to it). With double Q, or phi' moving
+        every step (Polyak), None: each step computes its own."""
+        if self.cfg.double_q or self.cfg.target_update != "iteration":
+            return None
+        with torch.no_grad():
+            return q_targets(batch, self.cfg.gamma, self.q_target(batch.next_obs), None)
+
     def gradient_step(self, batch: Transitions, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        if y is None:  # always here: `targets` leaves them to each step, since double Q's a' is the current phi's
+        if y is None:  # double Q's a' is the current phi's, and a Polyak phi' moves every step
             with torch.no_grad():
                 next_q_online = self.q(batch.next_obs) if self.cfg.double_q else None
                 y = q_targets(batch, self.cfg.gamma, self.q_target(batch.next_obs), next_q_online)
