@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -101,47 +100,6 @@ def test_one_iteration_collects_n_transitions_and_takes_k_times_s_steps():
     assert {"losses/q_loss", "losses/q_values", "charts/epsilon"} <= set(metrics)
     assert any(not torch.equal(a, b) for a, b in zip(before, algo.q.parameters()))
     assert algo.q_target.state_dict()["body.0.weight"].ne(algo.q.state_dict()["body.0.weight"]).any()
-
-
-@pytest.mark.parametrize("double_q", [False, True])
-def test_an_iteration_takes_q_phi_prime_of_its_s_minibatches_from_one_pass_of_phi_prime_as_it_starts(double_q):
-    algo = build(make_config("algo=fqi", "algo.N=64", "algo.num_envs=4", "algo.K=2", "algo.S=3",
-                             "algo.batch_size=16", "algo.learning_starts=0", f"algo.double_q={double_q}"))
-    stepped = []
-    gradient_step = algo.gradient_step
-
-    def spy_step(batch, from_phi_prime):  # phi' as the step finds it: refreshed from phi as each iteration began
-        stepped.append((batch, from_phi_prime, {k: v.clone() for k, v in algo.q_target.state_dict().items()}))
-        return gradient_step(batch, from_phi_prime)
-
-    algo.gradient_step = spy_step
-    algo.iterate(0)
-    assert len(stepped) == 6
-    q_prime = copy.deepcopy(algo.q_target)
-    for batch, from_phi_prime, phi_prime in stepped:
-        q_prime.load_state_dict(phi_prime)
-        with torch.no_grad():
-            next_q_target = q_prime(batch.next_obs)
-        # without double Q the step is handed y = r + gamma max_a' Q_phi'(s', a'); with it, Q_phi'(s', .), since
-        # a' is picked by the current phi, which moves between the steps
-        expected = next_q_target if double_q else q_targets(batch, 0.99, next_q_target, None)
-        assert torch.allclose(from_phi_prime, expected, atol=1e-5)
-    assert not torch.equal(stepped[0][2]["body.0.weight"], stepped[3][2]["body.0.weight"])
-
-
-@pytest.mark.parametrize("double_q", [False, True])
-def test_a_step_handed_phi_primes_part_steps_as_one_that_computes_its_targets_itself(double_q):
-    overrides = ("algo=fqi", "algo.batch_size=16", f"algo.double_q={double_q}")
-    handed, computing = build(make_config(*overrides)), build(make_config(*overrides))
-    computing.load_state_dict(handed.state_dict())
-    states = np.random.default_rng(0).normal(size=(2, 3, 4)).astype(np.float32)
-    batch = datasets.to_transitions({**HAND_MADE, "observations": states[0], "next_observations": states[1]})
-    batch = batch.to(torch.device("cpu"))
-    handed.gradient_step(batch, handed.targets(batch))
-    computing.gradient_step(batch, None)
-    for a, b in zip(handed.q.parameters(), computing.q.parameters(), strict=True):
-        assert torch.allclose(a, b, atol=1e-6)
-    assert any(not torch.equal(a, b) for a, b in zip(handed.q.parameters(), handed.q_target.parameters()))
 
 
 def test_online_run_then_a_dataset_from_its_model_then_an_offline_run(tmp_cwd, caplog):

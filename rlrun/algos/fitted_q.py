@@ -6,10 +6,9 @@
     3.           S times: a gradient step on a minibatch (the algorithm's `gradient_step`, which
                  steps phi on ||Q_phi(s_i, a_i) - y_i||^2)
 
-Each iteration draws its S minibatches first, and what phi' gives their targets comes from one pass
-as step 2 says (qtopt: one CEM search instead of S). Where that is all of y_i (qtopt, fqi without
-double Q) the steps are handed y; fqi's double Q picks a' with the current phi, so each of its steps
-is handed Q_phi'(s', .) and finishes its own y.
+Each iteration draws its S minibatches first. Where the targets depend on phi' alone, the algorithm
+computes y_i for all of them in one pass as step 2 says (qtopt: one CEM search instead of S); where
+they also depend on the current phi (fqi's double Q), each gradient step computes its own.
 
 Offline (`dataset` given to the constructor), step 1 is skipped; the buffer is the dataset and the
 run's x-axis counts gradient steps.
@@ -93,15 +92,13 @@ class FittedQ(Algorithm):
 
     def targets(self, batch: Transitions) -> torch.Tensor | None:
         """Step 2 for all S minibatches of an iteration at once (`batch` holds them one after another),
-        from phi' as the iteration starts: rows of y, or of the part of y that phi' gives where the rest
-        needs the current phi (fqi's double Q: Q_phi'(s', .)); None (this default): each
-        `gradient_step` computes its own."""
+        from phi' as the iteration starts; None (this default): each `gradient_step` computes its own."""
         return None
 
     @abc.abstractmethod
     def gradient_step(self, batch: Transitions, y: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """One step on phi toward the targets of this minibatch, given its rows of `targets` as `y`
-        (computed here when None); returns scalar tensors by tag."""
+        """One step on phi toward the targets `y` of this minibatch (from phi' here when `y` is None);
+        returns scalar tensors by tag."""
 
     def collection_metrics(self, step: int) -> dict[str, float]:
         """What to log about the collection policy (e.g. its epsilon)."""

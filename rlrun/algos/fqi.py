@@ -6,11 +6,9 @@
 
 The box's loop is rlrun.algos.fitted_q's; this file holds the targets and the collection policy.
 phi' is the target network: a copy of phi refreshed at the start of every iteration, or a Polyak
-average updated every step. With phi' refreshed per iteration, Q_phi'(s', .) for the S minibatches of
-an iteration comes from one pass of phi', as the box's step 2 says, and without double Q that is y.
-With double Q (the default) a' is chosen by the current phi, which moves between minibatches, so each
-gradient step picks its own a' and the targets of one iteration drift with it; with a Polyak phi' each
-step computes its targets whole.
+average updated every step. Targets are computed per minibatch from phi'. Without double Q that is
+the same as computing them for the whole buffer first; with double Q (the default) a' is chosen by
+the current phi, which moves between minibatches, so the targets of one iteration drift with it.
 
 Offline (`dataset` set): step 1 is skipped; the buffer is the dataset, and the runner's budget and
 x-axis count gradient steps.
@@ -84,25 +82,11 @@ class FittedQIteration(FittedQ):
             random = np.where(explore, random, self.act(obs))
         return random
 
-    def targets(self, batch: Transitions) -> torch.Tensor | None:
-        """What phi' gives the iteration's S minibatches, in one pass, since phi' stays put through an
-        iteration: y itself, or with double Q, whose a' each step picks with its own phi, Q_phi'(s', .).
-        None with a Polyak phi', which moves every step: each step then computes its own."""
-        if self.cfg.target_update != "iteration":
-            return None
-        with torch.no_grad():
-            next_q_target = self.q_target(batch.next_obs)
-        return next_q_target if self.cfg.double_q else q_targets(batch, self.cfg.gamma, next_q_target, None)
-
-    def gradient_step(self, batch: Transitions, from_phi_prime: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """One step toward y; `from_phi_prime` is this minibatch's rows of `targets` (None: from phi' here)."""
-        if from_phi_prime is not None and not self.cfg.double_q:
-            y = from_phi_prime
-        else:
+    def gradient_step(self, batch: Transitions, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        if y is None:  # always here: `targets` leaves them to each step, since double Q's a' is the current phi's
             with torch.no_grad():
-                next_q_target = self.q_target(batch.next_obs) if from_phi_prime is None else from_phi_prime
                 next_q_online = self.q(batch.next_obs) if self.cfg.double_q else None
-                y = q_targets(batch, self.cfg.gamma, next_q_target, next_q_online)
+                y = q_targets(batch, self.cfg.gamma, self.q_target(batch.next_obs), next_q_online)
         q_taken = self.q(batch.obs).gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
         if self.cfg.loss == "huber":
             loss = torch.nn.functional.smooth_l1_loss(q_taken, y)
