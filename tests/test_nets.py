@@ -293,11 +293,12 @@ def test_clip_grad_norm_scales_as_torchs_bit_for_bit(max_norm):
     grads = [torch.randn(64, 4) * 0.3, torch.randn(64), torch.randn(2, 64) * 0.2]
     original = [g.clone() for g in grads]
     expected = [g.clone() for g in grads]
-    params = [torch.nn.Parameter(torch.zeros_like(g)) for g in expected]
-    for p, g in zip(params, expected):
-        p.grad = g
-    torch.nn.utils.clip_grad_norm_(params, max_norm)
-    clip_grad_norm_(grads, max_norm)
+    params, theirs = ([torch.nn.Parameter(torch.zeros_like(g)) for g in grads] for _ in range(2))
+    for p, q, g, e in zip(params, theirs, grads, expected):
+        p.grad, q.grad = g, e
+    without_grad = torch.nn.Parameter(torch.zeros(3))  # skipped, as torch skips it
+    torch.nn.utils.clip_grad_norm_([*theirs, without_grad], max_norm)
+    clip_grad_norm_([*params, without_grad], max_norm)
     for got, want in zip(grads, expected):
         assert torch.equal(got, want)
     norm = torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads])).item()

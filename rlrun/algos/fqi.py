@@ -95,6 +95,6 @@ class FittedQIteration(FittedQ):
         self.optimizer.zero_grad()
         loss.backward()
         if self.cfg.max_grad_norm is not None:
-            clip_grad_norm_([p.grad for p in self.q.parameters() if p.grad is not None], self.cfg.max_grad_norm)
+            clip_grad_norm_(self.q.parameters(), self.cfg.max_grad_norm)
         self.optimizer.step()
         return {"losses/q_loss": loss.detach(), "losses/q_values": q_taken.detach().mean()}

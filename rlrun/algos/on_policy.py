@@ -75,8 +75,7 @@ class OnPolicy(Algorithm):
         self.optimizer.zero_grad()
         loss.backward()
         if self.cfg.max_grad_norm is not None:
-            grads = [p.grad for p in self.parameters if p.grad is not None]  # the online box steps V and pi apart
-            clip_grad_norm_(grads, self.cfg.max_grad_norm)
+            clip_grad_norm_(self.parameters, self.cfg.max_grad_norm)  # the online box steps V and pi apart
         self.optimizer.step()
 
     def networks(self) -> dict[str, torch.nn.Module]:
