@@ -484,7 +484,7 @@ class Adam(Optimizer):
         return torch.zeros((), dtype=torch.float32, device=p.device) if self.fused else super().new_step(p)
 
     def loaded_step(self, step: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        return step.to(dtype=torch.float32, device=p.device) if self.fused else step.clone()
+        return step.to(dtype=torch.float32, device=p.device, copy=True) if self.fused else step.clone()
 
     def update(self, group, params, grads, states) -> None:
         exp_avgs, exp_avg_sqs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]

@@ -114,6 +114,22 @@ def test_adam_steps_and_state_dict_are_torch_optim_adams_bit_for_bit(fused):
 
 
 @pytest.mark.parametrize("fused", [False, True])
+def test_adam_loaded_from_a_live_adam_keeps_state_of_its_own(fused):
+    """A state_dict handed over in memory (not through a file): stepping the copy leaves the
+    original's step counts and moments as they were, as torch.optim's load_state_dict does."""
+    a, b = two_layer_nets(2)
+    original = Adam(a.parameters(), lr=0.01, fused=fused)
+    optimizer_steps(a, original, range(3))
+    before = {i: {k: v.clone() for k, v in s.items()} for i, s in original.state_dict()["state"].items()}
+    b.load_state_dict(a.state_dict())
+    copy = Adam(b.parameters(), lr=0.01, fused=fused)
+    copy.load_state_dict(original.state_dict())
+    optimizer_steps(b, copy, range(3, 5))
+    after = original.state_dict()["state"]
+    assert all(torch.equal(after[i][k], v) for i, s in before.items() for k, v in s.items())
+
+
+@pytest.mark.parametrize("fused", [False, True])
 def test_adam_continues_from_a_torch_optim_adam_checkpoint_and_back(fused, tmp_path):
     """Checkpoints of earlier versions hold torch.optim.Adam's state_dict: resuming from one steps on
     exactly as torch would have; and torch.optim.Adam reads ours."""
