@@ -13,6 +13,10 @@ import torch
 from torch import nn
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+ACTIVATION_BACKWARDS = {  # (gradient at an activation's output y, y) -> gradient at its input
+    "tanh": torch.ops.aten.tanh_backward,  # grad * (1 - y^2)
+    "relu": lambda grad, y: torch.ops.aten.threshold_backward(grad, y, 0),  # grad where y > 0, else 0
+}
 
 
 class Layers(nn.Sequential):
@@ -322,15 +326,46 @@ class QNetwork(nn.Module):
         super().__init__()
         self.encode = ObsEncoder(obs_space)
         self.dueling = dueling
+        self.activation = activation
         self.body = mlp(self.encode.dim, hidden_sizes, n_actions + dueling, activation)
 
     def forward(self, obs: Observations) -> torch.Tensor:
         """[*batch, *obs_shape] -> [*batch, n_actions]."""
-        out = self.body(self.encode(obs))
+        return self.q_of(self.body(self.encode(obs)))
+
+    def q_of(self, out: torch.Tensor) -> torch.Tensor:
         if not self.dueling:
             return out
         value, advantages = out[..., :1], out[..., 1:]
         return value + advantages - advantages.mean(-1, keepdim=True)
+
+    def forward_keeping_inputs(self, obs: Observations) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Q_phi(s, .) for a batch [B, *obs_shape], and the input of each linear layer, which
+        `backward_by_hand` takes. No graph is recorded: call it under torch.no_grad()."""
+        x, inputs = self.encode(obs), []
+        for layer in self.body:
+            if isinstance(layer, nn.Linear):
+                inputs.append(x)
+            x = layer.forward(x)
+        return self.q_of(x), inputs
+
+    def backward_by_hand(self, inputs: list[torch.Tensor], grad_q: torch.Tensor) -> None:
+        """Sets each parameter's .grad to the gradient of sum(grad_q * Q_phi(s, .)) over the first
+        len(grad_q) states of the batch that `forward_keeping_inputs` gave `inputs` for.
+
+        Backpropagation through the MLP written out: the products and kernels autograd uses (the same
+        numbers), without its graph, whose bookkeeping costs as much as the products in fqi's small steps.
+        Rows past len(grad_q) (fqi's s' beside s) are left out of every product."""
+        if self.dueling:  # Q = V + A - mean A
+            grad_q = torch.cat([grad_q.sum(-1, keepdim=True), grad_q - grad_q.mean(-1, keepdim=True)], -1)
+        rows, grad = len(grad_q), grad_q
+        linears = [layer for layer in self.body if isinstance(layer, nn.Linear)]
+        for i in reversed(range(len(linears))):
+            x = inputs[i][:rows]
+            linears[i].weight.grad = grad.t() @ x
+            linears[i].bias.grad = grad.sum(0)
+            if i:  # through the activation whose output is x, with the kernel autograd uses for it
+                grad = ACTIVATION_BACKWARDS[self.activation](grad @ linears[i].weight, x)
 
 
 class StateActionQ(nn.Module):

@@ -142,6 +142,39 @@ def test_a_dataset_smaller_than_a_batch_is_refused(tmp_path):
         build(make_config("algo=fqi", f"algo.dataset={tmp_path / 'small.npz'}", "algo.n_step=1"))
 
 
+@pytest.mark.parametrize("loss", ["mse", "huber"])
+@pytest.mark.parametrize("double_q", [True, False])
+def test_a_gradient_step_is_autograds_step_on_the_lectures_loss(loss, double_q):
+    """The step takes its gradient by hand; here the same step written plainly, with autograd on
+    1/2 mean (Q_phi(s, a) - y)^2 (or the Huber loss), double Q's a' from Q_phi(s', .) apart: the same
+    parameters after it, bit for bit, and the loss and mean Q it reports."""
+    overrides = ["algo.N=64", "algo.batch_size=16", "algo.learning_starts=0", "algo.K=1", "algo.S=2",
+                 f"algo.loss={loss}", f"algo.double_q={double_q}", "algo.max_grad_norm=1"]
+    algo = build(make_config("algo=fqi", *overrides))
+    algo.iterate(0)
+    batch = algo.buffer.sample(16, np.random.default_rng(1)).to(torch.device("cpu"))
+    plain = build(make_config("algo=fqi", *overrides))
+    plain.load_state_dict(algo.state_dict())
+
+    with torch.no_grad():
+        next_online = plain.q(batch.next_obs) if double_q else None
+        y = q_targets(batch, plain.cfg.gamma, plain.q_target(batch.next_obs), next_online)
+    q_taken = plain.q(batch.obs).gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
+    if loss == "huber":
+        expected_loss = torch.nn.functional.smooth_l1_loss(q_taken, y)
+    else:
+        expected_loss = 0.5 * ((q_taken - y) ** 2).mean()
+    expected_loss.backward()
+    torch.nn.utils.clip_grad_norm_(plain.q.parameters(), 1)
+    plain.optimizer.step()
+
+    reported = algo.gradient_step(batch)
+    for got, want in zip(algo.q.parameters(), plain.q.parameters(), strict=True):
+        assert torch.equal(got, want)
+    assert torch.equal(reported["losses/q_loss"], expected_loss.detach())
+    assert torch.equal(reported["losses/q_values"], q_taken.detach().mean())
+
+
 def test_the_learning_rate_anneals_to_zero_over_lr_anneal_steps_and_is_what_adam_uses():
     algo = build(make_config("algo=fqi", "algo.N=64", "algo.batch_size=16", "algo.learning_starts=0",
                              "algo.K=1", "algo.S=1", "algo.lr_anneal_steps=256"))

@@ -1,5 +1,6 @@
 """The policy distributions against torch.distributions, their samplers against their probabilities,
-the numpy policy against the torch one, rlrun's Adam and gradient clipping against torch's, and the dueling Q head."""
+the numpy policy against the torch one, rlrun's Adam and gradient clipping against torch's, the dueling Q head,
+and Q's hand-written backward against autograd."""
 
 from __future__ import annotations
 
@@ -203,6 +204,45 @@ def test_dueling_q_is_value_plus_centred_advantages():
     values, advantages = out[:, :1], out[:, 1:]
     torch.testing.assert_close(q(obs).mean(-1, keepdim=True), values)
     torch.testing.assert_close(q(obs)[:, 1] - q(obs)[:, 0], advantages[:, 1] - advantages[:, 0])
+
+
+SPACES = {
+    "box": gym.spaces.Box(-1, 1, (4,)),
+    "discrete": gym.spaces.Discrete(5),
+    "dict": gym.spaces.Dict({"a": gym.spaces.Box(-1, 1, (2,)), "b": gym.spaces.Box(-1, 1, (3,))}),
+}
+
+
+@pytest.mark.parametrize("space", SPACES)
+@pytest.mark.parametrize("activation,dueling", [("relu", False), ("relu", True), ("tanh", False)])
+def test_q_backward_by_hand_gives_autograds_gradients_for_the_first_rows(space, activation, dueling):
+    """fqi's hand-written backward: the gradient of sum(grad_q * Q(s, .)) over the first rows of a batch,
+    the rows after them (s' beside s) left out: autograd's numbers, bit for bit."""
+    torch.manual_seed(0)
+    q = QNetwork(SPACES[space], 3, [16, 8], activation, dueling)
+    obs = as_tensors(_batch(SPACES[space], 10))
+    grad_q = torch.randn(6, 3)
+    (grad_q * q(_rows(obs, 6))).sum().backward()
+    expected = [p.grad.clone() for p in q.parameters()]
+    q.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        out, inputs = q.forward_keeping_inputs(obs)
+        q.backward_by_hand(inputs, grad_q)
+    assert torch.equal(out, q(obs))
+    for p, want in zip(q.parameters(), expected, strict=True):
+        assert torch.equal(p.grad, want)
+
+
+def _batch(space: gym.Space, n: int):
+    space.seed(0)
+    samples = [space.sample() for _ in range(n)]
+    if isinstance(space, gym.spaces.Dict):
+        return {key: np.stack([s[key] for s in samples]) for key in space.spaces}
+    return np.stack(samples)
+
+
+def _rows(obs, n: int):
+    return {key: value[:n] for key, value in obs.items()} if isinstance(obs, dict) else obs[:n]
 
 
 def test_layers_compute_what_nn_sequential_does_with_the_same_state_dict():

@@ -10,6 +10,11 @@ average updated every step. Targets are computed per minibatch from phi'. Withou
 the same as computing them for the whole buffer first; with double Q (the default) a' is chosen by
 the current phi, which moves between minibatches, so the targets of one iteration drift with it.
 
+Step 3's gradient is written out, as the box writes it: the error Q_phi(s_i, a_i) - y_i at the action
+taken, backpropagated through Q's MLP by `QNetwork.backward_by_hand`. Autograd gives the same numbers
+(the tests hold the two side by side), but its graph costs about as much as the matrix products in
+steps this small; by hand, double Q's Q_phi(s', .) also rides in the pass over s.
+
 Offline (`dataset` set): step 1 is skipped; the buffer is the dataset, and the runner's budget and
 x-axis count gradient steps.
 """
@@ -24,7 +29,7 @@ from rlrun.algos.base import Context
 from rlrun.algos.fitted_q import FittedQ
 from rlrun.buffers import Transitions
 from rlrun.config import ConfigError
-from rlrun.data import Observations, batch_len
+from rlrun.data import Observations, batch_len, map_obs
 from rlrun.nets import QNetwork, adam, clip_grad_norm_
 
 
@@ -59,6 +64,7 @@ class FittedQIteration(FittedQ):
             if len(dataset) < cfg.batch_size:
                 raise ConfigError("algo.batch_size", cfg.batch_size, f"<= the dataset's {len(dataset)} transitions")
         super().__init__(cfg, ctx, q, lambda params: adam(params, cfg.lr), dataset)
+        self.q_parameters = list(self.q.parameters())  # listed once: q.parameters() walks the modules at every call
 
     @torch.inference_mode()
     def act(self, obs: Observations) -> np.ndarray:
@@ -83,18 +89,25 @@ class FittedQIteration(FittedQ):
         return random
 
     def gradient_step(self, batch: Transitions, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        if y is None:  # always here: `targets` leaves them to each step, since double Q's a' is the current phi's
-            with torch.no_grad():
-                next_q_online = self.q(batch.next_obs) if self.cfg.double_q else None
-                y = q_targets(batch, self.cfg.gamma, self.q_target(batch.next_obs), next_q_online)
-        q_taken = self.q(batch.obs).gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
-        if self.cfg.loss == "huber":
-            loss = torch.nn.functional.smooth_l1_loss(q_taken, y)
-        else:
-            loss = 0.5 * ((q_taken - y) ** 2).mean()
-        self.optimizer.zero_grad()
-        loss.backward()
-        if self.cfg.max_grad_norm is not None:
-            clip_grad_norm_(self.q.parameters(), self.cfg.max_grad_norm)
+        """3. phi <- phi - lr grad_phi L, L = 1/2 mean_i (Q_phi(s_i, a_i) - y_i)^2 (or the Huber loss of the error),
+        with the gradient taken by hand: dL/dQ_phi(s_i, a_i) = (Q_phi(s_i, a_i) - y_i) / B, zero for the other
+        actions, then backpropagated through Q's MLP (QNetwork.backward_by_hand). With double Q, phi's pass
+        over the minibatch takes s and s' together: Q_phi(s, .) for the error and Q_phi(s', .) to pick a'."""
+        cfg, rows = self.cfg, len(batch)
+        with torch.no_grad():
+            obs = map_obs(lambda s, s_next: torch.cat([s, s_next]), batch.obs, batch.next_obs) if cfg.double_q else batch.obs
+            q, inputs = self.q.forward_keeping_inputs(obs)
+            if y is None:  # always here: `targets` leaves them to each step, since double Q's a' is the current phi's
+                y = q_targets(batch, cfg.gamma, self.q_target(batch.next_obs), q[rows:] if cfg.double_q else None)
+            taken = batch.actions.unsqueeze(-1)
+            q_taken = q[:rows].gather(-1, taken).squeeze(-1)
+            error = q_taken - y
+            if cfg.loss == "huber":  # 1/2 e^2 within 1 of the target, |e| - 1/2 beyond: the slope stays within [-1, 1]
+                loss, slope = torch.nn.functional.smooth_l1_loss(q_taken, y), error.clamp(-1.0, 1.0)
+            else:
+                loss, slope = 0.5 * (error**2).mean(), error
+            self.q.backward_by_hand(inputs, torch.zeros_like(q[:rows]).scatter_(-1, taken, (slope / rows).unsqueeze(-1)))
+        if cfg.max_grad_norm is not None:
+            clip_grad_norm_(self.q_parameters, cfg.max_grad_norm)
         self.optimizer.step()
-        return {"losses/q_loss": loss.detach(), "losses/q_values": q_taken.detach().mean()}
+        return {"losses/q_loss": loss, "losses/q_values": q_taken.mean()}
