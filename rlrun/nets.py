@@ -334,6 +334,7 @@ class QNetwork(nn.Module):
         return self.q_of(self.body(self.encode(obs)))
 
     def q_of(self, out: torch.Tensor) -> torch.Tensor:
+        """Q from the MLP's last layer: that layer itself, or V + A - mean A for the dueling head."""
         if not self.dueling:
             return out
         value, advantages = out[..., :1], out[..., 1:]
