@@ -12,8 +12,9 @@ the current phi, which moves between minibatches, so the targets of one iteratio
 
 Step 3's gradient is written out, as the box writes it: the error Q_phi(s_i, a_i) - y_i at the action
 taken, backpropagated through Q's MLP by `QNetwork.backward_by_hand`. Autograd gives the same numbers
-(the tests hold the two side by side), but its graph costs about as much as the matrix products in
-steps this small; by hand, double Q's Q_phi(s', .) also rides in the pass over s.
+(the tests hold the two side by side; bit for bit where the batch size is a power of two, to the last
+bit otherwise), but its graph costs about as much as the matrix products in steps this small; by hand,
+double Q's Q_phi(s', .) also rides in the pass over s.
 
 Offline (`dataset` set): step 1 is skipped; the buffer is the dataset, and the runner's budget and
 x-axis count gradient steps.
