@@ -147,9 +147,9 @@ def test_a_dataset_smaller_than_a_batch_is_refused(tmp_path):
 def test_a_gradient_step_is_autograds_step_on_the_lectures_loss(loss, double_q):
     """The step takes its gradient by hand; here the same step written plainly, with autograd on
     1/2 mean (Q_phi(s, a) - y)^2 (or the Huber loss), double Q's a' from Q_phi(s', .) apart: the same
-    parameters after it, bit for bit, and the loss and mean Q it reports. Bit for bit where the batch
-    size is a power of two, as here and in the CartPole pair (64): otherwise autograd's gradient at
-    Q(s, a), fl(0.5 / B) * 2e, and the step's e / B can differ in their last bit."""
+    parameters after it and the same loss and mean Q reported, bit for bit where the batch size is a
+    power of two, as here and in the CartPole pair (64). Otherwise autograd's gradient at Q(s, a),
+    fl(0.5 / B) * 2e, and the step's e / B can differ in their last bit."""
     overrides = ["algo.N=64", "algo.batch_size=16", "algo.learning_starts=0", "algo.K=1", "algo.S=2",
                  f"algo.loss={loss}", f"algo.double_q={double_q}", "algo.max_grad_norm=1"]
     algo = build(make_config("algo=fqi", *overrides))

@@ -220,9 +220,9 @@ def test_q_backward_by_hand_gives_autograds_gradients_for_the_first_rows(space, 
     the rows after them (s' beside s) left out: autograd's numbers, bit for bit."""
     torch.manual_seed(0)
     q = QNetwork(SPACES[space], 3, [16, 8], activation, dueling)
-    obs = as_tensors(_batch(SPACES[space], 10))
+    obs = as_tensors(sampled_batch(SPACES[space], 10))
     grad_q = torch.randn(6, 3)
-    (grad_q * q(_rows(obs, 6))).sum().backward()
+    (grad_q * q(first_rows(obs, 6))).sum().backward()
     expected = [p.grad.clone() for p in q.parameters()]
     q.zero_grad(set_to_none=True)
     with torch.no_grad():
@@ -233,7 +233,7 @@ def test_q_backward_by_hand_gives_autograds_gradients_for_the_first_rows(space, 
         assert torch.equal(p.grad, want)
 
 
-def _batch(space: gym.Space, n: int):
+def sampled_batch(space: gym.Space, n: int):
     space.seed(0)
     samples = [space.sample() for _ in range(n)]
     if isinstance(space, gym.spaces.Dict):
@@ -241,7 +241,7 @@ def _batch(space: gym.Space, n: int):
     return np.stack(samples)
 
 
-def _rows(obs, n: int):
+def first_rows(obs, n: int):
     return {key: value[:n] for key, value in obs.items()} if isinstance(obs, dict) else obs[:n]
 
 
