@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
-ACTIVATION_BACKWARDS = {  # (gradient at an activation's output y, y) -> gradient at its input
-    "tanh": torch.ops.aten.tanh_backward,  # grad * (1 - y^2)
-    "relu": lambda grad, y: torch.ops.aten.threshold_backward(grad, y, 0),  # grad where y > 0, else 0
+ACTIVATION_BACKWARDS = {  # (gradient at an activation's output y, y) -> gradient at its input, by autograd's kernels
+    nn.Tanh: torch.ops.aten.tanh_backward,  # grad * (1 - y^2)
+    nn.ReLU: lambda grad, y: torch.ops.aten.threshold_backward(grad, y, 0),  # grad where y > 0, else 0
 }
 
 
@@ -326,7 +326,6 @@ class QNetwork(nn.Module):
         super().__init__()
         self.encode = ObsEncoder(obs_space)
         self.dueling = dueling
-        self.activation = activation
         self.body = mlp(self.encode.dim, hidden_sizes, n_actions + dueling, activation)
 
     def forward(self, obs: Observations) -> torch.Tensor:
@@ -359,14 +358,13 @@ class QNetwork(nn.Module):
         Rows past len(grad_q) (fqi's s' beside s) are left out of every product."""
         if self.dueling:  # Q = V + A - mean A
             grad_q = torch.cat([grad_q.sum(-1, keepdim=True), grad_q - grad_q.mean(-1, keepdim=True)], -1)
-        rows, grad = len(grad_q), grad_q
-        linears = [layer for layer in self.body if isinstance(layer, nn.Linear)]
-        for i in reversed(range(len(linears))):
-            x = inputs[i][:rows]
-            linears[i].weight.grad = grad.t() @ x
-            linears[i].bias.grad = grad.sum(0)
-            if i:  # through the activation whose output is x, with the kernel autograd uses for it
-                grad = ACTIVATION_BACKWARDS[self.activation](grad @ linears[i].weight, x)
+        rows, grad, layers = len(grad_q), grad_q, list(self.body)  # Linear, activation, ..., Linear
+        for i in reversed(range(0, len(layers), 2)):
+            linear, x = layers[i], inputs[i // 2][:rows]
+            linear.weight.grad = grad.t() @ x
+            linear.bias.grad = grad.sum(0)
+            if i:  # through the activation whose output is x
+                grad = ACTIVATION_BACKWARDS[type(layers[i - 1])](grad @ linear.weight, x)
 
 
 class StateActionQ(nn.Module):
@@ -401,6 +399,29 @@ class StateActionQ(nn.Module):
             if i < last:
                 h = self.activation(h)
         return h.reshape(n, *batch_shape)
+
+    def forward_keeping_inputs(self, obs: Observations, actions: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Q_j(s, a) for a batch [B, *obs_shape] and actions [B, action_dim] -> [n, B], and each layer's
+        input, which `backward_by_hand` takes. No graph is recorded: call it under torch.no_grad()."""
+        x = torch.cat([self.encode(obs), actions], -1)
+        h, inputs, last = x.unsqueeze(0).expand(self.n, -1, -1), [], len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            inputs.append(h)
+            h = torch.baddbmm(b, h, w)
+            if i < last:
+                h = self.activation(h)
+        return h.squeeze(-1), inputs
+
+    def backward_by_hand(self, inputs: list[torch.Tensor], grad_q: torch.Tensor) -> None:
+        """Sets each parameter's .grad to the gradient of sum(grad_q * Q(s, a)), grad_q [n, B]: as
+        QNetwork.backward_by_hand, one batched product per layer for the n networks."""
+        grad = grad_q.unsqueeze(-1)
+        for i in reversed(range(len(self.weights))):
+            x = inputs[i]
+            self.weights[i].grad = x.transpose(1, 2).bmm(grad)
+            self.biases[i].grad = grad.sum(1, keepdim=True)
+            if i:  # through the activation whose output is x
+                grad = ACTIVATION_BACKWARDS[type(self.activation)](grad.bmm(self.weights[i].transpose(1, 2)), x)
 
 
 class Optimizer:

@@ -1,6 +1,6 @@
 """The policy distributions against torch.distributions, their samplers against their probabilities,
 the numpy policy against the torch one, rlrun's Adam and gradient clipping against torch's, the dueling Q head,
-and Q's hand-written backward against autograd."""
+and the Q networks' hand-written backward against autograd."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from rlrun.nets import (
     Policy,
     QNetwork,
     RMSprop,
+    StateActionQ,
     TorchActing,
     as_tensors,
     clip_grad_norm_,
@@ -229,6 +230,24 @@ def test_q_backward_by_hand_gives_autograds_gradients_for_the_first_rows(space, 
         out, inputs = q.forward_keeping_inputs(obs)
         q.backward_by_hand(inputs, grad_q)
     assert torch.equal(out, q(obs))
+    for p, want in zip(q.parameters(), expected, strict=True):
+        assert torch.equal(p.grad, want)
+
+
+@pytest.mark.parametrize("space", ["box", "dict"])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_state_action_q_backward_by_hand_gives_autograds_gradients(space, activation):
+    torch.manual_seed(0)
+    q = StateActionQ(SPACES[space], gym.spaces.Box(-1, 1, (2,)), [16, 8], activation, n=2)
+    obs, actions = as_tensors(sampled_batch(SPACES[space], 10)), torch.rand(10, 2) * 2 - 1
+    grad_q = torch.randn(2, 10)
+    (grad_q * q(obs, actions)).sum().backward()
+    expected = [p.grad.clone() for p in q.parameters()]
+    q.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        out, inputs = q.forward_keeping_inputs(obs, actions)
+        q.backward_by_hand(inputs, grad_q)
+    assert torch.equal(out, q(obs, actions))
     for p, want in zip(q.parameters(), expected, strict=True):
         assert torch.equal(p.grad, want)
 

@@ -52,6 +52,24 @@ def test_targets_value_the_first_target_qs_argmax_by_the_smaller_target_q():
     assert torch.allclose(metrics["losses/q_loss"], expected)
 
 
+def test_a_gradient_step_is_autograds_step_on_both_qs_squared_errors():
+    """The step takes its gradient by hand (as fqi's); here the same step with autograd on
+    sum_j 1/2 mean (Q_j(s, a) - y)^2: the same parameters after it, bit for bit (a batch of a power of two)."""
+    algo = build(make_config(*SMALL))
+    algo.iterate(0)
+    batch = algo.buffer.sample(16, np.random.default_rng(1)).to("cpu")
+    y = algo.targets(batch)
+    plain = build(make_config(*SMALL))
+    plain.load_state_dict(algo.state_dict())
+    expected = 0.5 * ((plain.q(batch.obs, batch.actions) - y) ** 2).mean(1).sum()
+    expected.backward()
+    plain.optimizer.step()
+    metrics = algo.gradient_step(batch, y)
+    for got, want in zip(algo.q.parameters(), plain.q.parameters(), strict=True):
+        assert torch.equal(got, want)
+    assert torch.equal(metrics["losses/q_loss"], expected.detach())
+
+
 def test_an_iteration_searches_the_targets_of_its_s_minibatches_at_once_from_phi_prime_as_it_starts():
     algo = build(make_config(*SMALL, "algo.K=2", "algo.S=3", "algo.batch_size=8"))
     searched, stepped = [], []

@@ -77,17 +77,16 @@ class QTOpt(FittedQ):
             return batch.rewards + batch.bootstrap_weights(self.cfg.gamma) * next_value * ~batch.terminated
 
     def gradient_step(self, batch: Transitions, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        # 3. a gradient step on both Qs' squared errors
-        q = self.q(batch.obs, batch.actions)  # [2, B]
-        loss = 0.5 * ((q - y) ** 2).mean(1).sum()
-        self.optimizer.zero_grad()
-        loss.backward()
+        """3. a step on both Qs' squared errors, L = sum_j 1/2 mean_i (Q_j(s_i, a_i) - y_i)^2, its gradient
+        taken by hand as fqi's is: dL/dQ_j(s_i, a_i) = (Q_j(s_i, a_i) - y_i) / B, backpropagated through
+        both networks (StateActionQ.backward_by_hand)."""
+        with torch.no_grad():
+            q, inputs = self.q.forward_keeping_inputs(batch.obs, batch.actions)  # [2, B]
+            error = q - y
+            loss = 0.5 * (error**2).mean(1).sum()
+            self.q.backward_by_hand(inputs, error / len(y))
         self.optimizer.step()
-        return {
-            "losses/q_loss": loss.detach(),
-            "losses/q_values": q.detach().mean(),
-            "losses/cem_elite_std": self.elite_std,
-        }
+        return {"losses/q_loss": loss, "losses/q_values": q.mean(), "losses/cem_elite_std": self.elite_std}
 
     def state_dict(self) -> dict:
         return {
