@@ -389,28 +389,26 @@ class StateActionQ(nn.Module):
         only Q_1 .. Q_first -> [first, *batch]."""
         n = self.n if first is None else first
         x = torch.cat([self.encode(obs), actions], -1)
-        batch_shape = x.shape[:-1]
-        h = x.reshape(1, -1, x.shape[-1]).expand(n, -1, -1)
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            if n < self.n:  # sliced only then: a slice is one more node in the backward pass of training
-                w, b = w[:n], b[:n]
-            h = torch.baddbmm(b, h, w)
-            if i < last:
-                h = self.activation(h)
-        return h.reshape(n, *batch_shape)
+        return self.layers(x.reshape(1, -1, x.shape[-1]).expand(n, -1, -1)).reshape(n, *x.shape[:-1])
 
     def forward_keeping_inputs(self, obs: Observations, actions: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Q_j(s, a) for a batch [B, *obs_shape] and actions [B, action_dim] -> [n, B], and each layer's
         input, which `backward_by_hand` takes. No graph is recorded: call it under torch.no_grad()."""
-        x = torch.cat([self.encode(obs), actions], -1)
-        h, inputs, last = x.unsqueeze(0).expand(self.n, -1, -1), [], len(self.weights) - 1
+        x, inputs = torch.cat([self.encode(obs), actions], -1), []
+        return self.layers(x.unsqueeze(0).expand(self.n, -1, -1), inputs).squeeze(-1), inputs
+
+    def layers(self, h: torch.Tensor, inputs: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """[n', B, in] through Q_1 .. Q_n' (n' <= n), appending each layer's input to `inputs` if given."""
+        n, last = len(h), len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            inputs.append(h)
+            if n < self.n:  # sliced only then: a slice is one more node in the backward pass of training
+                w, b = w[:n], b[:n]
+            if inputs is not None:
+                inputs.append(h)
             h = torch.baddbmm(b, h, w)
             if i < last:
                 h = self.activation(h)
-        return h.squeeze(-1), inputs
+        return h
 
     def backward_by_hand(self, inputs: list[torch.Tensor], grad_q: torch.Tensor) -> None:
         """Sets each parameter's .grad to the gradient of sum(grad_q * Q(s, a)), grad_q [n, B]: as
