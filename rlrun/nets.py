@@ -22,10 +22,14 @@ ACTIVATION_BACKWARDS = {  # (gradient at an activation's output y, y) -> gradien
 class Layers(nn.Sequential):
     """nn.Sequential that calls each layer's `forward` itself. Calling a module runs torch's hook
     machinery, about 3 us a layer: a third of acting in ten envs with a [64, 64] MLP, where evaluation
-    spends its time. Same parameters, same state_dict keys, same numbers; layers take no hooks."""
+    spends its time. Same parameters, same state_dict keys, same numbers; layers take no hooks.
+    Given a list `inputs`, forward appends the input of each linear layer to it (for the Q networks'
+    `backward_by_hand`)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, inputs: list[torch.Tensor] | None = None) -> torch.Tensor:
         for layer in self:
+            if inputs is not None and isinstance(layer, nn.Linear):
+                inputs.append(x)
             x = layer.forward(x)
         return x
 
@@ -342,12 +346,8 @@ class QNetwork(nn.Module):
     def forward_keeping_inputs(self, obs: Observations) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Q_phi(s, .) for a batch [B, *obs_shape], and the input of each linear layer, which
         `backward_by_hand` takes. No graph is recorded: call it under torch.no_grad()."""
-        x, inputs = self.encode(obs), []
-        for layer in self.body:
-            if isinstance(layer, nn.Linear):
-                inputs.append(x)
-            x = layer.forward(x)
-        return self.q_of(x), inputs
+        inputs: list[torch.Tensor] = []
+        return self.q_of(self.body.forward(self.encode(obs), inputs)), inputs
 
     def backward_by_hand(self, inputs: list[torch.Tensor], grad_q: torch.Tensor) -> None:
         """Sets each parameter's .grad to the gradient of sum(grad_q * Q_phi(s, .)) over the first
